@@ -28,7 +28,7 @@ pub fn open_pty(size: Option<ConsoleSize>) -> Result<Pty> {
     let master = sys::open_in_root(Path::new("/dev/ptmx"), OFlag::O_RDWR | OFlag::O_NOCTTY)
         .map_err(|e| anyhow!("open /dev/ptmx: {}", e.desc()))?;
     let unlock = 0;
-    sys::ioctl_int(master.as_fd(), libc::TIOCSPTLCK, unlock)
+    sys::ioctl_write_int(master.as_fd(), libc::TIOCSPTLCK, unlock)
         .map_err(|e| anyhow!("/dev/ptmx: unlockpt: {}", e.desc()))?;
     let number = sys::ioctl_read_int(master.as_fd(), libc::TIOCGPTN)
         .map_err(|e| anyhow!("/dev/ptmx: TIOCGPTN: {}", e.desc()))?;
@@ -81,7 +81,6 @@ pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
 /// In the process to be: a new session with the slave as controlling terminal and stdio. The
 /// master is closed here; the receiver of the console socket holds its copy.
 pub fn attach_slave(pty: Pty) -> Result<()> {
-    drop(pty.master);
     nix::unistd::setsid().context("setsid")?;
     sys::ioctl_int(pty.slave.as_fd(), libc::TIOCSCTTY, 0)
         .map_err(|e| anyhow!("{}: TIOCSCTTY: {}", pty.name, e.desc()))?;
@@ -93,5 +92,6 @@ pub fn attach_slave(pty: Pty) -> Result<()> {
     for (stream, result) in dups {
         result.map_err(|e| anyhow!("{}: dup2 onto {stream}: {}", pty.name, e.desc()))?;
     }
+    drop(pty.master);
     Ok(())
 }

@@ -85,3 +85,6 @@ pub fn mark_fds_cloexec(first: RawFd) -> Result<()> {
     sys::cloexec_from(first)
         .map_err(|errno| anyhow!("close_range({first}, CLOEXEC): {}", errno.desc()))
 }
+
+#[cfg(test)]
+mod root_tests;

@@ -63,7 +63,7 @@ pub fn personality(persona: libc::c_ulong) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
-/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer (TIOCSPTLCK, TIOCGPTPEER,
+/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer by value (TIOCGPTPEER,
 /// TIOCSCTTY).
 pub fn ioctl_int(
     fd: BorrowedFd,
@@ -73,6 +73,17 @@ pub fn ioctl_int(
     // SAFETY: these requests take an int by value and write no memory.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
     Errno::result(ret)
+}
+
+/// `ioctl(fd, request, &int)` for the ioctls that read an integer through a pointer (TIOCSPTLCK).
+pub fn ioctl_write_int(
+    fd: BorrowedFd,
+    request: libc::Ioctl,
+    value: libc::c_int,
+) -> nix::Result<()> {
+    // SAFETY: the request reads exactly one int from the pointer, which outlives the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request, &value as *const libc::c_int) };
+    Errno::result(ret).map(drop)
 }
 
 /// `ioctl(fd, request, &mut int)` for TIOCGPTN.
