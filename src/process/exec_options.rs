@@ -1,6 +1,6 @@
 //! `berth exec`'s process flags (runc's), turned into an OCI `process`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
@@ -41,7 +41,7 @@ pub struct ExecOptions {
 /// Builds the process to exec, on top of the container's `process` as runc does: a process file
 /// replaces it but inherits the capabilities, rlimits and noNewPrivileges it leaves out; flags
 /// override the container's values (env is appended, --cap is added to bounding, effective and
-/// permitted, and to ambient when the inheritable set is not empty).
+/// permitted, and to ambient when an inheritable set is configured).
 /// `validate` runs on the result (exec has no personality of its own).
 pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
     let process = match &opts.process {
@@ -52,7 +52,7 @@ pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<P
     Ok(process)
 }
 
-fn from_file(path: &PathBuf, container_process: &Process) -> Result<Process> {
+fn from_file(path: &Path, container_process: &Process) -> Result<Process> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
     let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
     let mut process: Process = serde_path_to_error::deserialize(&mut deserializer)
@@ -158,4 +158,147 @@ fn add_capabilities(process: &mut Process, names: &[String]) -> Result<()> {
     }
     process.set_capabilities(Some(capabilities));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use serde_json::json;
+
+    #[derive(Parser)]
+    struct Cli {
+        id: String,
+        #[command(flatten)]
+        exec: ExecOptions,
+    }
+
+    fn parse(args: &[&str]) -> ExecOptions {
+        Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied()))
+            .unwrap()
+            .exec
+    }
+
+    fn container_process() -> Process {
+        serde_json::from_value(json!({
+            "user": {"uid": 5, "gid": 6, "additionalGids": [7]},
+            "args": ["sh"], "cwd": "/", "env": ["PATH=/bin", "A=1"],
+            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 10}],
+            "noNewPrivileges": true
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn flags_override_the_container_process() {
+        let opts = parse(&[
+            "id", "--cwd", "/tmp", "-e", "B=2", "--user", "1:2", "-g", "8,9", "--tty", "ls", "-l",
+            "--all",
+        ]);
+        assert_eq!(opts.args, ["ls", "-l", "--all"]);
+        let p = exec_process(&opts, &container_process()).unwrap();
+        assert_eq!(p.args().as_deref().unwrap(), ["ls", "-l", "--all"]);
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        assert_eq!(p.env().as_deref().unwrap(), ["PATH=/bin", "A=1", "B=2"]);
+        assert_eq!((p.user().uid(), p.user().gid()), (1, 2));
+        assert_eq!(p.user().additional_gids().as_deref().unwrap(), [7, 8, 9]);
+        assert_eq!(p.terminal(), Some(true));
+        assert_eq!(p.rlimits(), container_process().rlimits());
+    }
+
+    #[test]
+    fn user_without_gid_keeps_the_container_gid() {
+        let p = exec_process(&parse(&["id", "-u", "42", "id"]), &container_process()).unwrap();
+        assert_eq!((p.user().uid(), p.user().gid()), (42, 6));
+    }
+
+    #[test]
+    fn non_numeric_users_are_rejected() {
+        let error =
+            exec_process(&parse(&["id", "-u", "root", "id"]), &container_process()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "--user \"root\": uid \"root\" is not a number"
+        );
+    }
+
+    #[test]
+    fn a_command_is_required() {
+        assert!(exec_process(&parse(&["id"]), &container_process()).is_err());
+    }
+
+    #[test]
+    fn caps_are_added_to_bounding_effective_permitted_and_ambient() {
+        let p = exec_process(
+            &parse(&["id", "--cap", "CAP_CHOWN", "sh"]),
+            &container_process(),
+        )
+        .unwrap();
+        let caps = p.capabilities().as_ref().unwrap();
+        for set in [
+            caps.bounding(),
+            caps.effective(),
+            caps.permitted(),
+            caps.ambient(),
+        ] {
+            assert!(set.as_ref().unwrap().contains(&Capability::Chown));
+        }
+        assert!(
+            !caps
+                .inheritable()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::Chown)
+        );
+        let error = exec_process(
+            &parse(&["id", "--cap", "CAP_BOGUS", "sh"]),
+            &container_process(),
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "--cap \"CAP_BOGUS\": unknown capability");
+    }
+
+    #[test]
+    fn a_process_file_inherits_what_it_leaves_out() {
+        let path =
+            std::env::temp_dir().join(format!("berth-process-exec-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"user": {"uid": 3, "gid": 3}, "args": ["top"], "cwd": "/"}"#,
+        )
+        .unwrap();
+        let result = exec_process(
+            &ExecOptions {
+                process: Some(path.clone()),
+                ..Default::default()
+            },
+            &container_process(),
+        );
+        std::fs::remove_file(&path).unwrap();
+        let p = result.unwrap();
+        assert_eq!(p.args().as_deref().unwrap(), ["top"]);
+        assert_eq!(p.user().uid(), 3);
+        assert_eq!(p.capabilities(), container_process().capabilities());
+        assert_eq!(p.rlimits(), container_process().rlimits());
+        assert_eq!(p.no_new_privileges(), Some(true));
+    }
+
+    #[test]
+    fn a_bad_process_file_names_the_field() {
+        let path =
+            std::env::temp_dir().join(format!("berth-process-bad-{}.json", std::process::id()));
+        std::fs::write(&path, r#"{"user": {"uid": "x"}, "cwd": "/"}"#).unwrap();
+        let result = exec_process(
+            &ExecOptions {
+                process: Some(path.clone()),
+                ..Default::default()
+            },
+            &container_process(),
+        );
+        std::fs::remove_file(&path).unwrap();
+        let message = format!("{:#}", result.unwrap_err());
+        assert!(message.contains("user.uid"), "{message}");
+    }
 }

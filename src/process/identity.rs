@@ -122,9 +122,12 @@ pub fn set_capabilities(plan: &CapabilityPlan) -> Result<()> {
         caps::set(None, set, value).map_err(|e| anyhow!("process.capabilities.{name}: {e}"))?;
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| anyhow!("process.capabilities.ambient: {e}"))?;
+    // The kernel only raises an ambient capability that is permitted and inheritable; like runc,
+    // a failure is a warning (`exec --cap` adds to ambient without touching inheritable).
     for &cap in &plan.ambient {
-        caps::raise(None, CapSet::Ambient, cap)
-            .map_err(|e| anyhow!("process.capabilities.ambient: {cap}: {e}"))?;
+        if let Err(error) = caps::raise(None, CapSet::Ambient, cap) {
+            eprintln!("berth: warning: process.capabilities.ambient: cannot raise {cap}: {error}");
+        }
     }
     Ok(())
 }

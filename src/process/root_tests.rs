@@ -434,3 +434,20 @@ fn attach_slave_makes_the_pty_stdio_and_controlling_terminal() {
         ]
     );
 }
+
+#[test]
+fn an_ambient_capability_that_cannot_be_raised_is_skipped() {
+    let run = child!(
+        "an_ambient_capability_that_cannot_be_raised_is_skipped",
+        || {
+            let p = process(json!({"user": {"uid": 1000, "gid": 1000}, "capabilities": {
+                "bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
+                "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL", "CAP_CHOWN"]
+            }}));
+            validate(&p, None)?;
+            apply(&p, None)?;
+            status(&["CapAmb"])
+        }
+    );
+    assert_eq!(expect_ok(run), "CapAmb: 0000000000000020");
+}

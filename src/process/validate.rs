@@ -140,24 +140,25 @@ fn validate_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
-/// The kernel's capset/PR_CAP_AMBIENT_RAISE rules, checked up front: effective ⊆ permitted,
-/// inheritable ⊆ bounding (the process starts with an empty inheritable set), ambient ⊆
-/// permitted ∩ inheritable. A missing set means an empty one, as in runc.
+/// capset's rules, checked up front: effective ⊆ permitted, inheritable ⊆ bounding (the process
+/// starts with an empty inheritable set). A missing set means an empty one, as in runc. An
+/// ambient capability that cannot be raised is only a warning, as in runc (`exec --cap` relies
+/// on it), so it is not checked here.
 fn validate_capabilities(capabilities: &LinuxCapabilities) -> Result<()> {
     let empty = Capabilities::new();
     let set = |s: &Option<Capabilities>| s.as_ref().unwrap_or(&empty).clone();
-    let (bounding, effective, inheritable, permitted, ambient) = (
-        set(capabilities.bounding()),
-        set(capabilities.effective()),
-        set(capabilities.inheritable()),
-        set(capabilities.permitted()),
-        set(capabilities.ambient()),
-    );
-    ensure_subset("effective", &effective, "permitted", &permitted)?;
-    ensure_subset("inheritable", &inheritable, "bounding", &bounding)?;
-    ensure_subset("ambient", &ambient, "permitted", &permitted)?;
-    ensure_subset("ambient", &ambient, "inheritable", &inheritable)?;
-    Ok(())
+    ensure_subset(
+        "effective",
+        &set(capabilities.effective()),
+        "permitted",
+        &set(capabilities.permitted()),
+    )?;
+    ensure_subset(
+        "inheritable",
+        &set(capabilities.inheritable()),
+        "bounding",
+        &set(capabilities.bounding()),
+    )
 }
 
 fn ensure_subset(
@@ -351,16 +352,6 @@ mod tests {
         let caps = json!({"bounding": ["CAP_KILL"], "inheritable": ["CAP_CHOWN"]});
         assert!(
             error(json!({"capabilities": caps})).starts_with("process.capabilities.inheritable:")
-        );
-    }
-
-    #[test]
-    fn ambient_must_be_permitted_and_inheritable() {
-        let caps =
-            json!({"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "ambient": ["CAP_KILL"]});
-        assert_eq!(
-            error(json!({"capabilities": caps})),
-            "process.capabilities.ambient: CAP_KILL must also be in process.capabilities.inheritable"
         );
     }
 
