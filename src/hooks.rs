@@ -16,9 +16,8 @@ use crate::sys;
 /// Runs `hooks` in order; the first failure stops the rest and is returned.
 pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
     for (index, hook) in hooks.into_iter().flatten().enumerate() {
-        run(hook, state_json).with_context(|| {
-            format!("{kind} hook #{index} ({})", hook.path().display())
-        })?;
+        run(hook, state_json)
+            .with_context(|| format!("{kind} hook #{index} ({})", hook.path().display()))?;
     }
     Ok(())
 }
@@ -43,7 +42,9 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
         // A hook that does not read its stdin is fine: ignore EPIPE.
         let _ = stdin.write_all(state_json);
     }
-    let timeout = hook.timeout().map(|secs| Duration::from_secs(secs.max(0) as u64));
+    let timeout = hook
+        .timeout()
+        .map(|secs| Duration::from_secs(secs.max(0) as u64));
     if let Some(timeout) = timeout {
         if !exits_within(child.id() as i32, timeout)? {
             let _ = child.kill();
@@ -60,11 +61,15 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
 
 /// Waits on a pidfd, which becomes readable when the process exits.
 fn exits_within(pid: i32, timeout: Duration) -> Result<bool> {
-    let pidfd = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).context("pidfd_open of the hook")?;
+    let pidfd =
+        sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).context("pidfd_open of the hook")?;
     let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     loop {
-        match poll(&mut fds, PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)) {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("polling the hook's pidfd"),
             Ok(ready) => return Ok(ready > 0),

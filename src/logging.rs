@@ -58,7 +58,11 @@ pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) -> Result<()> {
     };
     let min_level = if debug { Level::Debug } else { Level::Warning };
     // A second init (there is none) would keep the first configuration.
-    let _ = LOGGER.set(Logger { file, format, min_level });
+    let _ = LOGGER.set(Logger {
+        file,
+        format,
+        min_level,
+    });
     Ok(())
 }
 
@@ -120,6 +124,9 @@ mod tests {
     #[test]
     fn text_lines_quote_the_message() {
         let line = format_line(LogFormat::Text, Level::Warning, "a b", UNIX_EPOCH);
-        assert_eq!(line, "time=\"1970-01-01T00:00:00Z\" level=warning msg=\"a b\"\n");
+        assert_eq!(
+            line,
+            "time=\"1970-01-01T00:00:00Z\" level=warning msg=\"a b\"\n"
+        );
     }
 }

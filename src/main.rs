@@ -61,7 +61,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match command {
         Command::Spec { bundle } => write_default_spec(&bundle, rootless)?,
         Command::Create(args) => {
-            let console = args.console_socket.clone().map_or(ConsoleTarget::None, ConsoleTarget::Socket);
+            let console = args
+                .console_socket
+                .clone()
+                .map_or(ConsoleTarget::None, ConsoleTarget::Socket);
             container::create(root, &create_options(args)?, console)?;
         }
         Command::Run(args) => {
@@ -81,7 +84,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Delete { force, id } => container::delete(root, &id, force)?,
         Command::Exec(args) => return exec(root, args),
-        Command::Ps { format, id, ps_args } => container::ps(root, &id, format, &ps_args)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => container::ps(root, &id, format, &ps_args)?,
         Command::List { format, quiet } => container::list(root, format, quiet)?,
         Command::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
     }
@@ -115,7 +122,10 @@ fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
             .map_err(|_| container::NotFound(args.id.clone()))?
             .config
     };
-    let base = config.process().as_ref().context("the container has no process")?;
+    let base = config
+        .process()
+        .as_ref()
+        .context("the container has no process")?;
     let process = process::exec_process(&args.process, &args.args, base)?;
     let console = match (&args.console_socket, args.detach) {
         (Some(path), _) => ConsoleTarget::Socket(path.clone()),

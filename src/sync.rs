@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 pub enum Message {
     /// The child is in its cgroup and may proceed; `host_pid` is its pid as the
     /// host sees it, which hooks receive in the state JSON.
-    Go { host_pid: i32 },
+    Go {
+        host_pid: i32,
+    },
     RunHooks,
     HooksDone,
     Ready,

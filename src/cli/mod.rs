@@ -11,7 +11,11 @@ use crate::logging::LogFormat;
 pub use normalize::normalize_args;
 
 #[derive(Parser, Debug)]
-#[command(name = "berth", about = "An OCI container runtime", disable_version_flag = true)]
+#[command(
+    name = "berth",
+    about = "An OCI container runtime",
+    disable_version_flag = true
+)]
 pub struct Cli {
     /// Directory for the containers' state
     #[arg(long, global = true, default_value = "/run/berth")]

@@ -17,7 +17,10 @@ struct FlagTable {
 
 impl FlagTable {
     fn of_cli() -> FlagTable {
-        let mut table = FlagTable { long: HashMap::new(), short: HashMap::new() };
+        let mut table = FlagTable {
+            long: HashMap::new(),
+            short: HashMap::new(),
+        };
         let command = Cli::command();
         for cmd in std::iter::once(&command).chain(command.get_subcommands()) {
             for arg in cmd.get_arguments() {

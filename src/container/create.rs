@@ -48,14 +48,21 @@ pub struct Created {
     pub console_receiver: Option<UnixStream>,
 }
 
-pub fn create(root: &StateRoot, options: &CreateOptions, console: ConsoleTarget) -> Result<Created> {
+pub fn create(
+    root: &StateRoot,
+    options: &CreateOptions,
+    console: ConsoleTarget,
+) -> Result<Created> {
     let mut bundle = spec::load(&options.bundle)?;
     let namespaces = NamespacePlan::from_spec(bundle.linux())?;
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
 
     let dir = root.claim(&options.id)?;
-    let mut rollback = Rollback { dir: &dir, init: None };
+    let mut rollback = Rollback {
+        dir: &dir,
+        init: None,
+    };
     let mut state = State {
         id: options.id.clone(),
         bundle: bundle.dir.clone(),
@@ -72,9 +79,9 @@ pub fn create(root: &StateRoot, options: &CreateOptions, console: ConsoleTarget)
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
-    let forked = namespaces::with_pid_namespace_for_children(namespaces.joined_pid(), || {
-        sys::clone3(namespaces.clone_flags.bits(), None).context("clone3 of the container init")
-    })?;
+    let forked =
+        namespaces::clone_in_pid_namespace(namespaces.joined_pid(), namespaces.clone_flags, None)
+            .context("starting the container init")?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {
             drop(channel);
@@ -98,12 +105,22 @@ pub fn create(root: &StateRoot, options: &CreateOptions, console: ConsoleTarget)
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
-    channel.send(&Message::Go { host_pid: init.as_raw() })?;
+    channel.send(&Message::Go {
+        host_pid: init.as_raw(),
+    })?;
     channel.expect(Message::RunHooks, "the container init")?;
     let hook_json = serde_json::to_vec(&state.to_oci_json(Status::Creating))?;
     let hooks = bundle.spec.hooks().as_ref();
-    hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &hook_json)?;
-    hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &hook_json)?;
+    hooks::run_all(
+        "prestart",
+        hooks.and_then(|h| h.prestart().as_ref()),
+        &hook_json,
+    )?;
+    hooks::run_all(
+        "createRuntime",
+        hooks.and_then(|h| h.create_runtime().as_ref()),
+        &hook_json,
+    )?;
     channel.send(&Message::HooksDone)?;
     channel.expect(Message::Ready, "the container init")?;
 
@@ -117,7 +134,12 @@ pub fn create(root: &StateRoot, options: &CreateOptions, console: ConsoleTarget)
 
     let (init, init_pidfd) = rollback.init.take().expect("set above");
     rollback.disarm();
-    Ok(Created { dir, init, init_pidfd, console_receiver })
+    Ok(Created {
+        dir,
+        init,
+        init_pidfd,
+        console_receiver,
+    })
 }
 
 /// Undoes a failed create: the init (and with it its mount namespace) dies,
@@ -155,11 +177,17 @@ pub fn socket_path(dir: &Path, name: &str) -> Result<SocketPath> {
     const SUN_PATH_MAX: usize = 107;
     let direct = dir.join(name);
     if direct.as_os_str().len() <= SUN_PATH_MAX {
-        return Ok(SocketPath { path: direct, _dir: None });
+        return Ok(SocketPath {
+            path: direct,
+            _dir: None,
+        });
     }
     let handle = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()));
-    Ok(SocketPath { path, _dir: Some(handle) })
+    Ok(SocketPath {
+        path,
+        _dir: Some(handle),
+    })
 }
 
 /// The console socket checks of runc, and the connection the init will use.

@@ -35,8 +35,13 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
 
 /// SIGKILL the init (and a creator that is still at work) and wait until they are gone.
 fn stop(container: &Container) -> Result<()> {
-    for process in [container.state.creator, container.state.init].into_iter().flatten() {
-        let Ok(pidfd) = sys::pidfd_open(process.pid()) else { continue };
+    for process in [container.state.creator, container.state.init]
+        .into_iter()
+        .flatten()
+    {
+        let Ok(pidfd) = sys::pidfd_open(process.pid()) else {
+            continue;
+        };
         if !process.is_alive() {
             continue;
         }

@@ -12,14 +12,14 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
+use super::Container;
 use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
 use super::state::{StateRoot, write_atomically};
-use super::Container;
-use crate::namespaces::clone_flag;
+use crate::namespaces::{self, clone_flag};
+use crate::process;
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
-use crate::process;
 
 pub struct ExecRequest {
     pub process: Process,
@@ -42,17 +42,24 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         (container.init_pidfd()?, namespaces_to_join(&container))
     };
     let (console_for_child, console_receiver) = console_pair(&request)?;
-    let signals = (!request.detach).then(foreground::block_signals).transpose()?;
+    let signals = (!request.detach)
+        .then(foreground::block_signals)
+        .transpose()?;
     let (channel, child_channel) = Channel::pair()?;
 
-    let own_pid_ns = std::fs::File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?;
-    setns(init_pidfd.as_fd(), CloneFlags::CLONE_NEWPID).context("setns into the container's pid namespace")?;
-    let forked = sys::clone3(0, None).context("clone3 of the exec process");
-    setns(own_pid_ns.as_fd(), CloneFlags::CLONE_NEWPID).context("setns back into our pid namespace")?;
-    let (pid, _pidfd) = match forked? {
+    let forked =
+        namespaces::clone_in_pid_namespace(Some(init_pidfd.as_fd()), CloneFlags::empty(), None)
+            .context("starting the exec process")?;
+    let (pid, _pidfd) = match forked {
         Forked::Child => {
             drop(channel);
-            let failure = run_child(&init_pidfd, join, console_for_child.as_ref(), &request, &child_channel);
+            let failure = run_child(
+                &init_pidfd,
+                join,
+                console_for_child.as_ref(),
+                &request,
+                &child_channel,
+            );
             let Err(err) = failure;
             let _ = child_channel.send(&Message::Failed(format!("{err:#}")));
             sys::exit_now(1)
@@ -61,13 +68,18 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     };
     drop((child_channel, console_for_child));
 
-    channel.send(&Message::Go { host_pid: pid.as_raw() })?;
+    channel.send(&Message::Go {
+        host_pid: pid.as_raw(),
+    })?;
     match channel.recv()? {
         None => {} // the channel closed on execve
         Some(Message::Failed(reason)) => bail!("{reason}"),
         Some(other) => bail!("the exec process sent {other:?}"),
     }
-    let pty = console_receiver.as_ref().map(receive_pty_master).transpose()?;
+    let pty = console_receiver
+        .as_ref()
+        .map(receive_pty_master)
+        .transpose()?;
     if let Some(pid_file) = &request.pid_file {
         write_atomically(pid_file, pid.to_string().as_bytes())
             .with_context(|| format!("--pid-file {}", pid_file.display()))?;

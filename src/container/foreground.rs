@@ -55,7 +55,10 @@ pub fn wait(child: Pid, signals: SigSet, pty: Option<OwnedFd>) -> Result<i32> {
             stdin_open = copy(stdin.as_fd(), pty.as_ref().expect("polled").as_fd());
         }
         if ready.get(1) == Some(&true) {
-            copy(pty.as_ref().expect("polled").as_fd(), std::io::stdout().as_fd());
+            copy(
+                pty.as_ref().expect("polled").as_fd(),
+                std::io::stdout().as_fd(),
+            );
         }
         if ready[0] {
             if let Some(code) = handle_signal(&signal_fd, child, pty.as_ref())? {
@@ -130,7 +133,9 @@ fn drain(pty: BorrowedFd) {
     loop {
         let mut fds = [PollFd::new(pty, PollFlags::POLLIN)];
         let readable = poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-            && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLIN));
         if !readable || !copy(pty, std::io::stdout().as_fd()) {
             return;
         }

@@ -56,7 +56,12 @@ impl Container {
             .map_err(|(_, errno)| errno)
             .with_context(|| format!("locking {}", dir.display()))?;
         let state = State::load(&dir)?;
-        Ok(Container { id: id.to_string(), dir, state, _lock: lock })
+        Ok(Container {
+            id: id.to_string(),
+            dir,
+            state,
+            _lock: lock,
+        })
     }
 
     pub fn status(&self) -> Status {
@@ -65,7 +70,10 @@ impl Container {
 
     /// A pidfd for the init, checked to be the init and not a recycled pid.
     pub fn init_pidfd(&self) -> Result<OwnedFd> {
-        let init = self.state.init.context("the container has no init process")?;
+        let init = self
+            .state
+            .init
+            .context("the container has no init process")?;
         let pidfd = sys::pidfd_open(init.pid())
             .with_context(|| format!("pidfd_open of the container's init {}", init.pid))?;
         // Checked after opening: if it is still the same process now, the

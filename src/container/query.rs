@@ -66,14 +66,26 @@ fn write_table(
 ) -> Result<()> {
     let rows: Vec<[String; 6]> = std::iter::once(header).chain(rows).collect();
     let widths: Vec<usize> = (0..6)
-        .map(|col| rows.iter().map(|r| r[col].len() + 1).max().unwrap_or(0).max(12))
+        .map(|col| {
+            rows.iter()
+                .map(|r| r[col].len() + 1)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
         .collect();
     for row in &rows {
         let line: String = row
             .iter()
             .zip(&widths)
             .enumerate()
-            .map(|(col, (cell, width))| if col == 5 { cell.clone() } else { format!("{cell:width$}") })
+            .map(|(col, (cell, width))| {
+                if col == 5 {
+                    cell.clone()
+                } else {
+                    format!("{cell:width$}")
+                }
+            })
             .collect();
         writeln!(out, "{}", line.trim_end())?;
     }
@@ -109,10 +121,21 @@ fn container_pids(state: &State) -> Result<Vec<i32>> {
 /// runc runs `ps` with the given arguments (default `-ef`) and keeps the
 /// header plus the lines whose PID column is one of the container's.
 fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-    let output = Command::new("ps").args(&args).output().context("running ps")?;
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let output = Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
     if !output.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let mut lines = text.lines();
@@ -123,7 +146,10 @@ fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
         .context("ps output has no PID column")?;
     println!("{header}");
     for line in lines {
-        let pid = line.split_whitespace().nth(pid_column).and_then(|p| p.parse().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(pid_column)
+            .and_then(|p| p.parse().ok());
         if pid.is_some_and(|pid| pids.contains(&pid)) {
             println!("{line}");
         }

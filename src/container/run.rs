@@ -28,12 +28,18 @@ pub fn run(root: &StateRoot, options: &RunOptions) -> Result<i32> {
         (None, true) => ConsoleTarget::None,
     };
     // Before the clone, so that not even an instant exit is missed.
-    let signals = (!options.detach).then(foreground::block_signals).transpose()?;
+    let signals = (!options.detach)
+        .then(foreground::block_signals)
+        .transpose()?;
     if !options.detach && !options.no_subreaper {
         sys::set_child_subreaper()?;
     }
     let created = create(root, &options.create, console)?;
-    let pty = created.console_receiver.as_ref().map(receive_pty_master).transpose();
+    let pty = created
+        .console_receiver
+        .as_ref()
+        .map(receive_pty_master)
+        .transpose();
     let started = pty.and_then(|pty| start(root, id).map(|()| pty));
     let pty = match started {
         Ok(pty) => pty,

@@ -27,9 +27,12 @@ pub struct ProcessId {
 
 impl ProcessId {
     pub fn of(pid: Pid) -> Result<ProcessId> {
-        let start_time = start_time(pid)?
-            .with_context(|| format!("process {pid} exited during setup"))?;
-        Ok(ProcessId { pid: pid.as_raw(), start_time })
+        let start_time =
+            start_time(pid)?.with_context(|| format!("process {pid} exited during setup"))?;
+        Ok(ProcessId {
+            pid: pid.as_raw(),
+            start_time,
+        })
     }
 
     /// Alive and still the same process (a zombie counts as gone).
@@ -214,7 +217,8 @@ pub struct StateRoot(PathBuf);
 
 impl StateRoot {
     pub fn new(path: &Path) -> Result<StateRoot> {
-        let path = std::path::absolute(path).with_context(|| format!("--root {}", path.display()))?;
+        let path =
+            std::path::absolute(path).with_context(|| format!("--root {}", path.display()))?;
         Ok(StateRoot(path))
     }
 
@@ -290,7 +294,10 @@ mod tests {
     fn our_own_process_is_alive_and_a_changed_start_time_is_not() {
         let me = ProcessId::of(nix::unistd::getpid()).unwrap();
         assert!(me.is_alive());
-        let recycled = ProcessId { start_time: me.start_time + 1, ..me };
+        let recycled = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
         assert!(!recycled.is_alive());
     }
 

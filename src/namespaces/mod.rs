@@ -3,14 +3,14 @@
 //! acts on fds that were checked (a path swapped later changes nothing).
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, setns, unshare};
 use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
 
-use crate::sys;
+use crate::sys::{self, Forked};
 
 /// A namespace the container joins, with the fd opened and type-checked.
 pub struct Joined {
@@ -101,10 +101,14 @@ impl NamespacePlan {
             || self.joined.iter().any(|j| j.kind == kind)
     }
 
-    /// The pid namespace to join, which only takes effect for processes forked
-    /// afterwards: the parent enters it around clone3 (see `around_clone`).
-    pub fn joined_pid(&self) -> Option<&Joined> {
-        self.joined.iter().find(|j| j.kind == LinuxNamespaceType::Pid)
+    /// The pid namespace to join, which the parent enters around the clone
+    /// (see `clone_in_pid_namespace`).
+    pub fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
+        let joined = self
+            .joined
+            .iter()
+            .find(|j| j.kind == LinuxNamespaceType::Pid);
+        joined.map(|j| j.fd.as_fd())
     }
 
     /// In the child: joins the namespaces given by path (user first, so the
@@ -132,25 +136,35 @@ impl NamespacePlan {
     }
 }
 
-/// Runs `f` (the clone) with the caller's pid namespace for children switched to
-/// the joined one, then switches back, so that later children of the runtime
-/// (hooks) stay in the runtime's namespace.
-pub fn with_pid_namespace_for_children<T>(
-    target: Option<&Joined>,
-    f: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    let Some(target) = target else { return f() };
+/// clone3 with the child placed in `pid_namespace` (a namespace fd or a
+/// pidfd), which setns can only arrange for children: the caller's
+/// pid-namespace-for-children is switched for the clone and back afterwards,
+/// so the runtime's later children (hooks) stay in the runtime's namespace.
+pub fn clone_in_pid_namespace(
+    pid_namespace: Option<BorrowedFd>,
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd>,
+) -> Result<Forked> {
+    let Some(target) = pid_namespace else {
+        return sys::clone3(flags.bits(), cgroup).context("clone3");
+    };
     let own = File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?;
-    setns(target.fd.as_fd(), CloneFlags::CLONE_NEWPID).context("setns into the pid namespace")?;
-    let result = f();
-    setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
-        .context("setns back into the runtime's pid namespace")?;
-    result
+    setns(target, CloneFlags::CLONE_NEWPID).context("setns into the pid namespace")?;
+    let forked = sys::clone3(flags.bits(), cgroup).context("clone3")?;
+    // The child is in the target namespace for good; only the parent goes back.
+    if let Forked::Parent { .. } = forked {
+        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+            .context("setns back into the runtime's pid namespace")?;
+    }
+    Ok(forked)
 }
 
 fn check_no_duplicates(namespaces: &[LinuxNamespace]) -> Result<()> {
     for (index, ns) in namespaces.iter().enumerate() {
-        if namespaces[..index].iter().any(|earlier| earlier.typ() == ns.typ()) {
+        if namespaces[..index]
+            .iter()
+            .any(|earlier| earlier.typ() == ns.typ())
+        {
             bail!(
                 "linux.namespaces[{index}]: duplicate {} namespace",
                 name(ns.typ())
@@ -161,8 +175,8 @@ fn check_no_duplicates(namespaces: &[LinuxNamespace]) -> Result<()> {
 }
 
 fn open_checked(kind: LinuxNamespaceType, path: &Path, field: &str) -> Result<Joined> {
-    let file = File::open(path)
-        .with_context(|| format!("{field}.path: opening {}", path.display()))?;
+    let file =
+        File::open(path).with_context(|| format!("{field}.path: opening {}", path.display()))?;
     let actual = sys::namespace_type(file.as_fd())
         .with_context(|| format!("{field}.path: {} is not a namespace", path.display()))?;
     if actual != clone_flag(kind).bits() {
@@ -172,7 +186,10 @@ fn open_checked(kind: LinuxNamespaceType, path: &Path, field: &str) -> Result<Jo
             name(kind)
         );
     }
-    Ok(Joined { kind, fd: file.into() })
+    Ok(Joined {
+        kind,
+        fd: file.into(),
+    })
 }
 
 /// Must happen before any process lives in the new namespace: the kernel

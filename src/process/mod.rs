@@ -12,11 +12,35 @@ pub fn apply(process: &Process) -> Result<()> {
 }
 
 pub fn exec(process: &Process) -> Result<Infallible> {
-    let args: Vec<CString> = process.args().clone().unwrap_or_default().into_iter().map(|a| CString::new(a).unwrap()).collect();
-    let env: Vec<CString> = process.env().clone().unwrap_or_default().into_iter().map(|a| CString::new(a).unwrap()).collect();
+    let args: Vec<CString> = process
+        .args()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| CString::new(a).unwrap())
+        .collect();
+    let env: Vec<CString> = process
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| CString::new(a).unwrap())
+        .collect();
     let program = args[0].to_str()?.to_string();
-    let candidates: Vec<String> = if program.contains('/') { vec![program.clone()] } else {
-        ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().map(|d| format!("{d}/{program}")).collect()
+    let candidates: Vec<String> = if program.contains('/') {
+        vec![program.clone()]
+    } else {
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .iter()
+        .map(|d| format!("{d}/{program}"))
+        .collect()
     };
     for c in candidates {
         let c = CString::new(c)?;

@@ -18,13 +18,33 @@ pub struct PreparedRootfs {
 pub struct EnteredRootfs;
 
 pub fn prepare(_spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .context("make / rslave")?;
-    mount(Some(opts.rootfs), opts.rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .context("bind rootfs")?;
-    mount(Some("proc"), &opts.rootfs.join("proc"), Some("proc"), MsFlags::empty(), None::<&str>)
-        .context("mount proc")?;
-    Ok(PreparedRootfs { rootfs: opts.rootfs.to_path_buf() })
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("make / rslave")?;
+    mount(
+        Some(opts.rootfs),
+        opts.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .context("bind rootfs")?;
+    mount(
+        Some("proc"),
+        &opts.rootfs.join("proc"),
+        Some("proc"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .context("mount proc")?;
+    Ok(PreparedRootfs {
+        rootfs: opts.rootfs.to_path_buf(),
+    })
 }
 
 impl PreparedRootfs {

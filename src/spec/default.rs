@@ -63,7 +63,11 @@ const DEFAULT_CONFIG: &str = r#"{
 pub fn default_spec(rootless: bool) -> Spec {
     let mut spec: Spec = serde_json::from_str(DEFAULT_CONFIG).expect("the built-in spec parses");
     if rootless {
-        make_rootless(&mut spec, nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        make_rootless(
+            &mut spec,
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        );
     }
     spec
 }
@@ -73,13 +77,21 @@ pub fn default_spec(rootless: bool) -> Spec {
 /// (sysfs cannot be mounted without owning the network namespace), no uid=/gid=
 /// mount options (those ids are not mapped) and no cgroup resources.
 fn make_rootless(spec: &mut Spec, uid: u32, gid: u32) {
-    let linux = spec.linux_mut().as_mut().expect("the default spec has linux");
+    let linux = spec
+        .linux_mut()
+        .as_mut()
+        .expect("the default spec has linux");
     let mut namespaces: Vec<LinuxNamespace> = linux
         .namespaces()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|ns| !matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::User))
+        .filter(|ns| {
+            !matches!(
+                ns.typ(),
+                LinuxNamespaceType::Network | LinuxNamespaceType::User
+            )
+        })
         .collect();
     let mut user = LinuxNamespace::default();
     user.set_typ(LinuxNamespaceType::User);
@@ -129,13 +141,32 @@ mod tests {
         let mut spec = default_spec(false);
         make_rootless(&mut spec, 1000, 1001);
         let linux = spec.linux().as_ref().unwrap();
-        let kinds: Vec<_> = linux.namespaces().as_ref().unwrap().iter().map(|n| n.typ()).collect();
+        let kinds: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
         assert!(!kinds.contains(&LinuxNamespaceType::Network));
         assert_eq!(kinds.last(), Some(&LinuxNamespaceType::User));
         assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
         assert_eq!(linux.gid_mappings().as_ref().unwrap()[0].host_id(), 1001);
         assert!(linux.resources().is_none());
-        let devpts = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination().ends_with("pts")).unwrap();
-        assert!(!devpts.options().as_ref().unwrap().iter().any(|o| o.starts_with("gid=")));
+        let devpts = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination().ends_with("pts"))
+            .unwrap();
+        assert!(
+            !devpts
+                .options()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|o| o.starts_with("gid="))
+        );
     }
 }

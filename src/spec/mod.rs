@@ -26,27 +26,36 @@ pub struct Bundle {
 
 impl Bundle {
     pub fn linux(&self) -> &Linux {
-        self.spec.linux().as_ref().expect("validated: linux is present")
+        self.spec
+            .linux()
+            .as_ref()
+            .expect("validated: linux is present")
     }
 
     pub fn process(&self) -> &Process {
-        self.spec.process().as_ref().expect("validated: process is present")
+        self.spec
+            .process()
+            .as_ref()
+            .expect("validated: process is present")
     }
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {
-    let dir = std::path::absolute(dir)
-        .with_context(|| format!("bundle path {}", dir.display()))?;
+    let dir = std::path::absolute(dir).with_context(|| format!("bundle path {}", dir.display()))?;
     let config_path = dir.join(CONFIG_FILE);
     let spec = parse_config(&config_path)?;
     validate(&spec).with_context(|| format!("{}", config_path.display()))?;
     let root = spec.root().as_ref().expect("validated: root is present");
     let rootfs = dir.join(root.path());
-    let rootfs = rootfs.canonicalize().with_context(|| {
-        format!("{}: root.path: {}", config_path.display(), rootfs.display())
-    })?;
+    let rootfs = rootfs
+        .canonicalize()
+        .with_context(|| format!("{}: root.path: {}", config_path.display(), rootfs.display()))?;
     if !rootfs.is_dir() {
-        bail!("{}: root.path: {} is not a directory", config_path.display(), rootfs.display());
+        bail!(
+            "{}: root.path: {} is not a directory",
+            config_path.display(),
+            rootfs.display()
+        );
     }
     Ok(Bundle { dir, rootfs, spec })
 }
@@ -90,7 +99,10 @@ fn validate(spec: &Spec) -> Result<()> {
         bail!("process.args: must name the program to run");
     }
     if !process.cwd().is_absolute() {
-        bail!("process.cwd: {} is not an absolute path", process.cwd().display());
+        bail!(
+            "process.cwd: {} is not an absolute path",
+            process.cwd().display()
+        );
     }
     Ok(())
 }
@@ -124,10 +136,20 @@ mod tests {
         let mut spec = default_spec(false);
         let process = spec.process_mut().as_mut().unwrap();
         process.set_args(Some(vec![]));
-        assert!(validate(&spec).unwrap_err().to_string().starts_with("process.args"));
+        assert!(
+            validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .starts_with("process.args")
+        );
         let mut spec = default_spec(false);
         spec.process_mut().as_mut().unwrap().set_cwd("rel".into());
-        assert!(validate(&spec).unwrap_err().to_string().starts_with("process.cwd"));
+        assert!(
+            validate(&spec)
+                .unwrap_err()
+                .to_string()
+                .starts_with("process.cwd")
+        );
     }
 
     #[test]

@@ -160,9 +160,11 @@ pub fn namespace_type(ns: BorrowedFd) -> io::Result<libc::c_int> {
 /// container, so it does not share the host's (runc does the same).
 pub fn join_session_keyring(name: &str) -> io::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
-    let name = std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
-    let ret = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -226,7 +228,12 @@ pub fn receive_fd(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Option<OwnedFd>)>
 /// Gives the pty the window size of our terminal (on SIGWINCH); a stdin
 /// that is not a terminal has no size, and then nothing changes.
 pub fn copy_window_size(from: BorrowedFd, pty: BorrowedFd) {
-    let mut size = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ writes a winsize into the valid pointer given.
     if unsafe { libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0 {
         // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer given.
