@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
-/// runc's process flags of `exec`. The command puts the container id before these (the
-/// positional ARGS come last) and owns --console-socket, --detach, --pid-file, --preserve-fds.
+/// runc's process flags of `exec`. The command owns the container id, the ARGS and
+/// --console-socket, --detach, --pid-file, --preserve-fds.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ExecOptions {
     /// path to a process.json (an OCI `process` object); the other process flags are ignored
@@ -33,22 +33,23 @@ pub struct ExecOptions {
     /// set the no new privileges value for the process
     #[arg(long)]
     pub no_new_privs: bool,
-    /// the command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 /// Builds the process to exec, on top of the container's `process` as runc does: a process file
 /// replaces it but inherits the capabilities, rlimits and noNewPrivileges it leaves out; flags
 /// override the container's values (env is appended, --cap is added to bounding, effective and
 /// permitted, and to ambient when an inheritable set is configured).
-/// `validate` runs on the result (exec has no personality of its own).
-pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
+/// `validate` runs on the result.
+pub fn exec_process(
+    opts: &ExecOptions,
+    args: &[String],
+    container_process: &Process,
+) -> Result<Process> {
     let process = match &opts.process {
         Some(path) => from_file(path, container_process)?,
-        None => from_flags(opts, container_process)?,
+        None => from_flags(opts, args, container_process)?,
     };
-    super::validate(&process, None)?;
+    super::validate(&process)?;
     Ok(process)
 }
 
@@ -69,12 +70,12 @@ fn from_file(path: &Path, container_process: &Process) -> Result<Process> {
     Ok(process)
 }
 
-fn from_flags(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
-    if opts.args.is_empty() {
+fn from_flags(opts: &ExecOptions, args: &[String], container_process: &Process) -> Result<Process> {
+    if args.is_empty() {
         bail!("exec: a command to run is required");
     }
     let mut process = container_process.clone();
-    process.set_args(Some(opts.args.clone()));
+    process.set_args(Some(args.to_vec()));
     process.set_terminal(Some(opts.tty));
     if let Some(cwd) = &opts.cwd {
         process.set_cwd(cwd.clone());
@@ -166,17 +167,19 @@ mod tests {
     use clap::Parser;
     use serde_json::json;
 
+    /// The shape of `berth exec`'s arguments.
     #[derive(Parser)]
     struct Cli {
-        id: String,
         #[command(flatten)]
         exec: ExecOptions,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     }
 
-    fn parse(args: &[&str]) -> ExecOptions {
-        Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied()))
-            .unwrap()
-            .exec
+    fn exec_process_from(args: &[&str]) -> Result<Process> {
+        let cli = Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied())).unwrap();
+        exec_process(&cli.exec, &cli.args, &container_process())
     }
 
     fn container_process() -> Process {
@@ -193,12 +196,11 @@ mod tests {
 
     #[test]
     fn flags_override_the_container_process() {
-        let opts = parse(&[
+        let p = exec_process_from(&[
             "id", "--cwd", "/tmp", "-e", "B=2", "--user", "1:2", "-g", "8,9", "--tty", "ls", "-l",
             "--all",
-        ]);
-        assert_eq!(opts.args, ["ls", "-l", "--all"]);
-        let p = exec_process(&opts, &container_process()).unwrap();
+        ])
+        .unwrap();
         assert_eq!(p.args().as_deref().unwrap(), ["ls", "-l", "--all"]);
         assert_eq!(p.cwd(), Path::new("/tmp"));
         assert_eq!(p.env().as_deref().unwrap(), ["PATH=/bin", "A=1", "B=2"]);
@@ -210,14 +212,13 @@ mod tests {
 
     #[test]
     fn user_without_gid_keeps_the_container_gid() {
-        let p = exec_process(&parse(&["id", "-u", "42", "id"]), &container_process()).unwrap();
+        let p = exec_process_from(&["-u", "42", "id", "true"]).unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (42, 6));
     }
 
     #[test]
     fn non_numeric_users_are_rejected() {
-        let error =
-            exec_process(&parse(&["id", "-u", "root", "id"]), &container_process()).unwrap_err();
+        let error = exec_process_from(&["-u", "root", "id", "true"]).unwrap_err();
         assert_eq!(
             error.to_string(),
             "--user \"root\": uid \"root\" is not a number"
@@ -226,37 +227,26 @@ mod tests {
 
     #[test]
     fn a_command_is_required() {
-        assert!(exec_process(&parse(&["id"]), &container_process()).is_err());
+        let error = exec_process_from(&["id"]).unwrap_err();
+        assert_eq!(error.to_string(), "exec: a command to run is required");
     }
 
     #[test]
     fn caps_are_added_to_bounding_effective_permitted_and_ambient() {
-        let p = exec_process(
-            &parse(&["id", "--cap", "CAP_CHOWN", "sh"]),
-            &container_process(),
-        )
-        .unwrap();
+        let p = exec_process_from(&["--cap", "CAP_CHOWN", "id", "sh"]).unwrap();
         let caps = p.capabilities().as_ref().unwrap();
-        for set in [
+        let sets = [
             caps.bounding(),
             caps.effective(),
             caps.permitted(),
             caps.ambient(),
-        ] {
+        ];
+        for set in sets {
             assert!(set.as_ref().unwrap().contains(&Capability::Chown));
         }
-        assert!(
-            !caps
-                .inheritable()
-                .as_ref()
-                .unwrap()
-                .contains(&Capability::Chown)
-        );
-        let error = exec_process(
-            &parse(&["id", "--cap", "CAP_BOGUS", "sh"]),
-            &container_process(),
-        )
-        .unwrap_err();
+        let inheritable = caps.inheritable().as_ref().unwrap();
+        assert!(!inheritable.contains(&Capability::Chown));
+        let error = exec_process_from(&["--cap", "CAP_BOGUS", "id", "sh"]).unwrap_err();
         assert_eq!(error.to_string(), "--cap \"CAP_BOGUS\": unknown capability");
     }
 
@@ -274,6 +264,7 @@ mod tests {
                 process: Some(path.clone()),
                 ..Default::default()
             },
+            &[],
             &container_process(),
         );
         std::fs::remove_file(&path).unwrap();
@@ -295,6 +286,7 @@ mod tests {
                 process: Some(path.clone()),
                 ..Default::default()
             },
+            &[],
             &container_process(),
         );
         std::fs::remove_file(&path).unwrap();

@@ -1,27 +1,12 @@
 //! Syscall wrappers this module needs and nix does not provide. Each `unsafe` block is one call.
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::Mode;
-
-/// `close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`: every fd from `first` up closes at execve.
-pub fn cloexec_from(first: RawFd) -> nix::Result<()> {
-    let first = libc::c_uint::try_from(first).map_err(|_| Errno::EBADF)?;
-    // SAFETY: close_range only changes fd flags; no memory is passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    Errno::result(ret).map(drop)
-}
 
 /// `struct sched_attr` (SCHED_ATTR_SIZE_VER1) from include/uapi/linux/sched/types.h.
 #[repr(C)]
@@ -63,8 +48,7 @@ pub fn personality(persona: libc::c_ulong) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
-/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer by value (TIOCGPTPEER,
-/// TIOCSCTTY).
+/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer by value (TIOCSCTTY).
 pub fn ioctl_int(
     fd: BorrowedFd,
     request: libc::Ioctl,
@@ -105,12 +89,6 @@ pub fn set_window_size(fd: BorrowedFd, size: &libc::winsize) -> nix::Result<()> 
         )
     };
     Errno::result(ret).map(drop)
-}
-
-/// Wraps the fd returned by an ioctl that creates one (TIOCGPTPEER).
-pub fn own_fd(fd: libc::c_int) -> OwnedFd {
-    // SAFETY: the kernel just returned this new fd to us and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Opens `path` inside the current root (`/` — the container's after pivot_root or setns):
