@@ -33,13 +33,16 @@ pub use affinity::{set_final_cpu_affinity, set_initial_cpu_affinity};
 #[allow(unused_imports)] // TODO(lead): prepare before blocking on `start`, exec after it.
 pub use exec::{ExecPlan, prepare_exec};
 pub use exec_options::{ExecOptions, exec_process};
-#[allow(unused_imports)] // TODO(lead): call at bundle load.
+#[allow(unused_imports)] // TODO(lead): validate_personality at bundle load.
 pub use validate::{validate, validate_personality};
 
 /// Everything but seccomp and execve, in the documented order: first what needs root and all
 /// capabilities, then the identity. Rlimits come first because raising a hard limit needs
 /// CAP_SYS_RESOURCE in the effective set, which the identity switch takes away.
+/// `validate` runs first again: `berth exec` and a parent that skipped it must not get a
+/// half-applied process from a bad config.
 pub fn apply(process: &Process) -> Result<()> {
+    validate(process)?;
     limits::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     if let Some(adj) = process.oom_score_adj() {
         limits::set_oom_score_adj(adj)?;
