@@ -10,12 +10,10 @@ use anyhow::{Context, Result, anyhow, ensure};
 use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use nix::sys::stat::{SFlag, fstat};
+use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use oci_spec::runtime::Box as ConsoleSize;
 
 use super::sys;
-
-/// Major numbers of Unix98 pty slaves (UNIX98_PTY_SLAVE_MAJOR and the 7 after it).
-const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u64> = 136..=143;
 
 /// A pty master opened from the container's /dev/ptmx.
 #[derive(Debug)]
@@ -98,9 +96,9 @@ fn open_slave(slave: &Path) -> Result<OwnedFd> {
         .map_err(|e| anyhow!("open {}: {}", slave.display(), e.desc()))?;
     let stat = fstat(&tty).with_context(|| format!("fstat {}", slave.display()))?;
     let is_char_device = stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFCHR.bits();
+    let on_devpts = fstatfs(&tty).is_ok_and(|fs| fs.filesystem_type() == DEVPTS_SUPER_MAGIC);
     ensure!(
-        is_char_device
-            && PTY_SLAVE_MAJORS.contains(&u64::from(nix::sys::stat::major(stat.st_rdev) as u32)),
+        is_char_device && on_devpts,
         "{} is not a pty slave",
         slave.display()
     );
