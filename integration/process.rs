@@ -159,6 +159,19 @@ fn lowering_oom_score_adj_without_cap_sys_resource_is_explained() {
 }
 
 #[test]
+fn scheduler_and_io_priority_are_set() {
+    let c = container(
+        json!({
+            "scheduler": {"policy": "SCHED_BATCH", "nice": 7},
+            "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}
+        }),
+        // /proc/self/stat: field 19 is the nice value, 41 the policy (3 = SCHED_BATCH).
+        "awk '{print $19, $41}' /proc/self/stat; ionice -p $$",
+    );
+    assert_eq!(c.run().success().stdout, "7 3\nbest-effort: prio 6\n");
+}
+
+#[test]
 fn cwd_env_and_home_are_set() {
     let c = container(
         json!({"user": {"uid": 1000, "gid": 1000}, "cwd": "/tmp", "env": ["PATH=/bin", "A=1", "A=2"]}),

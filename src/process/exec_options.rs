@@ -33,6 +33,12 @@ pub struct ExecOptions {
     /// set the no new privileges value for the process
     #[arg(long)]
     pub no_new_privs: bool,
+    /// AppArmor profile for the process (rejected: berth has no AppArmor support)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process (rejected: berth has no SELinux support)
+    #[arg(long)]
+    pub process_label: Option<String>,
 }
 
 /// Builds the process to exec, on top of the container's `process` as runc does: a process file
@@ -99,6 +105,13 @@ fn from_flags(opts: &ExecOptions, args: &[String], container_process: &Process) 
     }
     if opts.no_new_privs {
         process.set_no_new_privileges(Some(true));
+    }
+    // Accepted like runc's flags so that validate() explains why they cannot be honoured.
+    if opts.apparmor.is_some() {
+        process.set_apparmor_profile(opts.apparmor.clone());
+    }
+    if opts.process_label.is_some() {
+        process.set_selinux_label(opts.process_label.clone());
     }
     add_capabilities(&mut process, &opts.caps)?;
     Ok(process)
@@ -222,6 +235,20 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "--user \"root\": uid \"root\" is not a number"
+        );
+    }
+
+    #[test]
+    fn security_label_flags_are_explained() {
+        let error = exec_process_from(&["--apparmor", "unconfined", "id", "sh"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "process.apparmorProfile: AppArmor is not supported by berth"
+        );
+        let error = exec_process_from(&["--process-label", "x", "id", "sh"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "process.selinuxLabel: SELinux is not supported by berth"
         );
     }
 
