@@ -126,7 +126,7 @@ fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
         .process()
         .as_ref()
         .context("the container has no process")?;
-    let process = process::exec_process(&args.process, &args.args, base)?;
+    let process = process::exec_process(&args.process, base)?;
     let console = match (&args.console_socket, args.detach) {
         (Some(path), _) => ConsoleTarget::Socket(path.clone()),
         (None, false) => ConsoleTarget::Proxy,

@@ -141,8 +141,6 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    #[command(flatten)]
-    pub process: crate::process::ExecOptions,
     /// Unix socket that receives the pty master
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
@@ -156,7 +154,8 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
     pub id: String,
-    /// The command and its arguments (unless --process is given)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The process flags and the command line; declared after the id so the
+    /// command's positional arguments come last.
+    #[command(flatten)]
+    pub process: crate::process::ExecOptions,
 }

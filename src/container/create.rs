@@ -15,6 +15,7 @@ use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, wri
 use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespacePlan};
+use crate::process;
 use crate::spec::{self, Bundle};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
@@ -41,9 +42,7 @@ pub enum ConsoleTarget {
 
 /// A container in the `created` state whose init is this process's child.
 pub struct Created {
-    pub dir: PathBuf,
     pub init: Pid,
-    pub init_pidfd: OwnedFd,
     /// Our end of the console socketpair, with `ConsoleTarget::Proxy`.
     pub console_receiver: Option<UnixStream>,
 }
@@ -96,12 +95,14 @@ pub fn create(
                 no_new_keyring: options.no_new_keyring,
                 preserved_fds,
                 hook_state,
+                exec_plan: None,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, start_listener, console_for_init));
     rollback.init = Some((init, init_pidfd));
+    process::set_initial_cpu_affinity(init, bundle.process())?;
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
@@ -132,12 +133,9 @@ pub fn create(
     state.creator = None;
     state.save(&dir)?;
 
-    let (init, init_pidfd) = rollback.init.take().expect("set above");
     rollback.disarm();
     Ok(Created {
-        dir,
         init,
-        init_pidfd,
         console_receiver,
     })
 }

@@ -32,7 +32,6 @@ use state::{State, StateRoot, Status};
 /// A container found under the state root, with its directory locked against
 /// concurrent lifecycle commands for as long as this value lives.
 pub struct Container {
-    pub id: String,
     pub dir: PathBuf,
     pub state: State,
     _lock: Flock<File>,
@@ -57,7 +56,6 @@ impl Container {
             .with_context(|| format!("locking {}", dir.display()))?;
         let state = State::load(&dir)?;
         Ok(Container {
-            id: id.to_string(),
             dir,
             state,
             _lock: lock,
