@@ -231,7 +231,7 @@ fn load(program: &[Insn]) -> Result<OwnedFd> {
 }
 
 /// Ids of the device programs attached to the cgroup (up to 64; berth attaches one).
-fn attached(cgroup: &impl AsFd) -> Result<Vec<u32>> {
+pub(super) fn attached(cgroup: &impl AsFd) -> Result<Vec<u32>> {
     let mut ids = [0u32; 64];
     let mut attr = ProgQueryAttr {
         target_fd: cgroup.as_fd().as_raw_fd() as u32,

@@ -76,6 +76,7 @@ pub struct CgroupHandle {
 /// What the lifecycle does with a container's cgroup.
 pub trait CgroupManager {
     /// Creates the cgroup in every hierarchy, remembering which directories already existed.
+    /// On error, `remove` undoes what was made.
     fn create(&mut self) -> Result<()>;
     /// A directory fd of the cgroup2 cgroup for clone3's CLONE_INTO_CGROUP (after `create`);
     /// None on pure v1. The child is then only in that hierarchy: call `add_process` as well.

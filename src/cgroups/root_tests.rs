@@ -1,1 +1,351 @@
+//! Tests that create real cgroups under `/berth-test-<pid>-<n>` (absolute, so never below the
+//! test runner's own cgroup). They need root and skip, saying why, without it; a controller the
+//! host lacks skips only the checks that need it.
 
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::*;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn is_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("skipped: creating cgroups needs root");
+    false
+}
+
+/// A test cgroup that is killed and removed on drop, even when the test fails.
+struct TestCgroup {
+    manager: Box<dyn CgroupManager>,
+    children: Vec<Child>,
+}
+
+impl TestCgroup {
+    fn new() -> TestCgroup {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = format!("/berth-test-{}-{n}", std::process::id());
+        let manager = for_new_container(Some(&path), "test", false).unwrap();
+        Self::from_manager(manager)
+    }
+
+    /// The v2 driver on whatever cgroup2 mount the host has (the hybrid host's unified one).
+    fn v2() -> Option<TestCgroup> {
+        let unified = match Layout::detect().unwrap() {
+            Layout::V2 { unified } | Layout::Hybrid { unified, .. } => unified,
+            Layout::V1 { .. } => {
+                eprintln!("skipped: no cgroup2 mount on this host");
+                return None;
+            }
+        };
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let cgroup = format!("/berth-test-{}-{n}", std::process::id());
+        let handle = CgroupHandle {
+            driver: Version::V2,
+            cgroups_path: cgroup.clone(),
+            dirs: vec![CgroupDir {
+                version: Version::V2,
+                path: layout::cgroup_dir(&unified.mount_point, &unified.mount_root, &cgroup)
+                    .unwrap(),
+                mount_point: unified.mount_point,
+                controllers: Vec::new(),
+                created: false,
+            }],
+        };
+        Some(Self::from_manager(from_handle(&handle).unwrap()))
+    }
+
+    fn from_manager(mut manager: Box<dyn CgroupManager>) -> TestCgroup {
+        if let Err(e) = manager.create() {
+            let _ = manager.remove();
+            panic!("create: {e:#}");
+        }
+        TestCgroup {
+            manager,
+            children: Vec::new(),
+        }
+    }
+
+    fn dir(&self, controller: &str) -> Option<PathBuf> {
+        let handle = self.manager.handle();
+        let dir = handle.dirs.iter().find(|d| match d.version {
+            Version::V1 => d.controllers.iter().any(|c| c == controller),
+            Version::V2 => v2::controllers(&d.path)
+                .unwrap()
+                .iter()
+                .any(|c| c == controller),
+        });
+        dir.map(|d| d.path.clone())
+    }
+
+    fn read(&self, controller: &str, file: &str) -> Option<String> {
+        let dir = self.dir(controller)?;
+        Some(fs::read(&dir, file).unwrap().trim().to_string())
+    }
+
+    /// Runs `argv` as a child that joins this cgroup (every hierarchy) before it execs.
+    fn spawn(&mut self, argv: &[&str]) -> std::io::Result<&mut Child> {
+        let procs: Vec<CString> = self
+            .manager
+            .handle()
+            .dirs
+            .iter()
+            .map(|d| {
+                CString::new(
+                    d.path
+                        .join("cgroup.procs")
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
+            })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut command = Command::new(argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        // SAFETY: the hook only calls async-signal-safe open/write/close on prebuilt strings.
+        unsafe {
+            command.pre_exec(move || {
+                for path in &procs {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 || libc::write(fd, c"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        self.children.push(command.spawn()?);
+        Ok(self.children.last_mut().unwrap())
+    }
+
+    fn run(&mut self, argv: &[&str]) -> bool {
+        self.spawn(argv).unwrap().wait().unwrap().success()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = self.manager.thaw();
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Err(e) = self.manager.remove() {
+            eprintln!("cleanup failed: {e:#}");
+        }
+    }
+}
+
+fn resources(json: &str) -> LinuxResources {
+    serde_json::from_str(json).unwrap()
+}
+
+#[test]
+fn lifecycle_apply_freeze_stats_kill_remove() {
+    if !is_root() {
+        return;
+    }
+    let mut cg = TestCgroup::new();
+    let dirs: Vec<PathBuf> = cg
+        .manager
+        .handle()
+        .dirs
+        .iter()
+        .map(|d| d.path.clone())
+        .collect();
+    assert!(dirs.iter().all(|d| d.is_dir()));
+    let limits = r#"{"memory":{"limit":67108864},"cpu":{"shares":512,"quota":50000,
+                   "period":100000,"cpus":"0"},"pids":{"limit":10}}"#;
+    cg.manager.apply(&resources(limits)).unwrap();
+    match cg.manager.handle().driver {
+        Version::V1 => {
+            assert_eq!(
+                cg.read("memory", "memory.limit_in_bytes").unwrap(),
+                "67108864"
+            );
+            assert_eq!(cg.read("cpu", "cpu.shares").unwrap(), "512");
+            assert_eq!(cg.read("cpu", "cpu.cfs_quota_us").unwrap(), "50000");
+        }
+        Version::V2 => {
+            assert_eq!(cg.read("memory", "memory.max").unwrap(), "67108864");
+            assert_eq!(cg.read("cpu", "cpu.weight").unwrap(), "59");
+            assert_eq!(cg.read("cpu", "cpu.max").unwrap(), "50000 100000");
+        }
+    }
+    assert_eq!(cg.read("pids", "pids.max").unwrap(), "10");
+    assert_eq!(cg.read("cpuset", "cpuset.cpus").unwrap(), "0");
+
+    let pid = cg.spawn(&["sleep", "100"]).unwrap().id() as i32;
+    assert_eq!(cg.manager.pids().unwrap(), [pid]);
+    cg.manager.freeze().unwrap();
+    assert!(cg.manager.is_frozen().unwrap());
+    cg.manager.thaw().unwrap();
+    assert!(!cg.manager.is_frozen().unwrap());
+
+    let stats = cg.manager.stats().unwrap();
+    assert_eq!((stats.pids.current, stats.pids.limit), (1, 10));
+    assert_eq!(stats.memory.usage.limit, 67108864);
+    assert_eq!(stats.cpuset.cpus, [0]);
+    assert_eq!(cg.manager.oom_kills().unwrap(), 0);
+
+    cg.manager.kill_all(Signal::SIGKILL).unwrap();
+    let status = cg.children[0].wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    cg.manager.remove().unwrap();
+    assert!(dirs.iter().all(|d| !d.exists()));
+}
+
+#[test]
+fn tight_limits_still_run_a_process_and_stop_a_fork() {
+    if !is_root() {
+        return;
+    }
+    let mut cg = TestCgroup::new();
+    let limits = r#"{"memory":{"limit":4194304},"pids":{"limit":1}}"#;
+    cg.manager.apply(&resources(limits)).unwrap();
+    assert!(cg.run(&["/bin/true"]), "a single process fits");
+    assert!(
+        !cg.run(&["/bin/sh", "-c", "/bin/true & wait $!"]),
+        "a fork past pids.max"
+    );
+}
+
+#[test]
+fn absent_fields_change_nothing() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    cg.manager
+        .apply(&resources(r#"{"pids":{"limit":7}}"#))
+        .unwrap();
+    cg.manager
+        .apply(&resources(r#"{"memory":{},"cpu":{},"pids":{"limit":0}}"#))
+        .unwrap();
+    assert_eq!(cg.read("pids", "pids.max").unwrap(), "7");
+}
+
+#[test]
+fn v1_devices_apply_in_order_with_default_deny() {
+    if !is_root() {
+        return;
+    }
+    let mut cg = TestCgroup::new();
+    if cg
+        .dir("devices")
+        .filter(|d| d.join("devices.list").exists())
+        .is_none()
+    {
+        eprintln!("skipped: no v1 devices hierarchy");
+        return;
+    }
+    let rules = r#"{"devices":[{"allow":false,"access":"rwm"},
+        {"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"},
+        {"allow":true,"type":"c","major":1,"minor":5,"access":"rwm"},
+        {"allow":false,"type":"c","major":1,"minor":5,"access":"rwm"}]}"#;
+    cg.manager.apply(&resources(rules)).unwrap();
+    assert_eq!(cg.read("devices", "devices.list").unwrap(), "c 1:3 rwm");
+    assert!(cg.run(&["/bin/sh", "-c", "true </dev/null"]));
+    assert!(!cg.run(&["/bin/sh", "-c", "true </dev/zero"]));
+}
+
+#[test]
+fn v2_device_program_denies_what_the_rules_do_not_allow() {
+    if !is_root() {
+        return;
+    }
+    let Some(mut cg) = TestCgroup::v2() else {
+        return;
+    };
+    let rules = r#"{"devices":[{"allow":false,"access":"rwm"},
+        {"allow":true,"type":"c","major":1,"minor":3,"access":"rwm"}]}"#;
+    cg.manager.apply(&resources(rules)).unwrap();
+    assert!(cg.run(&["/bin/sh", "-c", "true </dev/null"]));
+    assert!(!cg.run(&["/bin/sh", "-c", "true </dev/zero"]));
+    // Replacing the program (update) leaves exactly one attached.
+    let allow_zero = r#"{"devices":[{"allow":true,"type":"c","major":1,"minor":5,"access":"r"}]}"#;
+    cg.manager.apply(&resources(allow_zero)).unwrap();
+    assert!(cg.run(&["/bin/sh", "-c", "true </dev/zero"]));
+    let fd = std::fs::File::open(cg.manager.handle().dirs[0].path.clone()).unwrap();
+    assert_eq!(bpf::attached(&fd).unwrap().len(), 1);
+}
+
+#[test]
+fn v2_freeze_and_cgroup_kill() {
+    if !is_root() {
+        return;
+    }
+    let Some(mut cg) = TestCgroup::v2() else {
+        return;
+    };
+    cg.spawn(&["sleep", "100"]).unwrap();
+    cg.manager.freeze().unwrap();
+    assert!(cg.manager.is_frozen().unwrap());
+    cg.manager.thaw().unwrap();
+    cg.manager.kill_all(Signal::SIGKILL).unwrap();
+    let status = cg.children[0].wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    assert!(cg.manager.pids().unwrap().is_empty());
+}
+
+#[test]
+fn hugetlb_limits_land_where_the_host_has_hugetlb() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    let limits = r#"{"hugepageLimits":[{"pageSize":"2MB","limit":4194304}]}"#;
+    if !Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists() {
+        eprintln!("skipped: no 2MB hugepages on this host");
+        return;
+    }
+    cg.manager.apply(&resources(limits)).unwrap();
+    let dir = cg
+        .dir("hugetlb")
+        .expect("hugetlb was applied, so it has a directory");
+    let v1_file = dir.join("hugetlb.2MB.limit_in_bytes");
+    let file = if v1_file.exists() {
+        v1_file
+    } else {
+        dir.join("hugetlb.2MB.max")
+    };
+    assert_eq!(std::fs::read_to_string(file).unwrap().trim(), "4194304");
+    assert!(cg.manager.stats().unwrap().hugetlb.contains_key("2MB"));
+}
+
+#[test]
+fn errors_name_the_field() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    let err = |json: &str| format!("{:#}", cg.manager.apply(&resources(json)).unwrap_err());
+    let e = err(r#"{"hugepageLimits":[{"pageSize":"3MB","limit":1}]}"#);
+    assert!(e.contains("hugepageLimits") && e.contains("3MB"), "{e}");
+    let e = err(r#"{"unified":{"cgroup.procs":"1"}}"#);
+    assert!(e.contains("linux.resources.unified"), "{e}");
+    let e = err(r#"{"unified":{"bogus.key":"1"}}"#);
+    assert!(e.contains("bogus.key"), "{e}");
+    if cg.dir("net_cls").is_none() {
+        let e = err(r#"{"network":{"classID":1}}"#);
+        assert!(e.contains("linux.resources.network.classID"), "{e}");
+    } else {
+        eprintln!("net_cls is mounted here: the missing-controller error is not checked");
+    }
+}
