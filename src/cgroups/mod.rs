@@ -16,6 +16,7 @@ mod bpf;
 mod convert;
 mod fs;
 mod layout;
+mod oom;
 mod stats;
 mod update;
 mod v1;
@@ -37,6 +38,7 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 pub use layout::{Layout, default_cgroup_path};
+pub use oom::OomWatch;
 pub use stats::{Event, Stats};
 pub use update::{UpdateArgs, apply_update_flags};
 
@@ -90,8 +92,8 @@ pub trait CgroupManager {
     fn is_frozen(&self) -> Result<bool>;
     /// runc-compatible statistics for `events`.
     fn stats(&self) -> Result<Stats>;
-    /// OOM kills so far; `events` reports an `oom` event whenever it grows.
-    fn oom_kills(&self) -> Result<u64>;
+    /// A pollable descriptor for `events`: readable when the container runs out of memory.
+    fn watch_oom(&self) -> Result<OomWatch>;
     /// Every process in the cgroup and the cgroups below it.
     fn pids(&self) -> Result<Vec<i32>>;
     /// Signals every process (cgroup.kill for SIGKILL on v2 where the kernel has it).
@@ -316,9 +318,17 @@ impl Cgroup {
         Ok(pids)
     }
 
-    /// Freezes so no process can fork while being signalled, signals each, then thaws (unless
-    /// the container was paused and the signal does not need it to run).
-    fn signal_each(&self, m: &dyn CgroupManager, signal: Signal) -> Result<()> {
+    /// SIGKILL through cgroup.kill when there is a cgroup2 directory (also on hybrid hosts: every
+    /// container process is in it); otherwise freezes so no process can fork while being
+    /// signalled, signals each, then thaws (unless the container was paused and the signal does
+    /// not need it to run).
+    fn kill_all(&self, m: &dyn CgroupManager, signal: Signal) -> Result<()> {
+        if let Some(dir) = self.v2_dir()
+            && signal == Signal::SIGKILL
+            && dir.path.join("cgroup.kill").exists()
+        {
+            return fs::write(&dir.path, "cgroup.kill", "1");
+        }
         let was_frozen = m.is_frozen()?;
         m.freeze()?;
         let result = m.pids().and_then(|pids| {
@@ -609,10 +619,10 @@ impl CgroupManager for V1Manager {
         Ok(out)
     }
 
-    fn oom_kills(&self) -> Result<u64> {
+    fn watch_oom(&self) -> Result<OomWatch> {
         match self.0.v1_dir("memory") {
-            Some(d) => v1::oom_kills(&d.path),
-            None => bail!("the memory controller is not mounted"),
+            Some(d) => OomWatch::v1(&d.path),
+            None => bail!("OOM events need the memory controller, which is not mounted"),
         }
     }
 
@@ -621,7 +631,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
-        self.0.signal_each(self, signal)
+        self.0.kill_all(self, signal)
     }
 
     fn remove(&self) -> Result<()> {
@@ -696,8 +706,8 @@ impl CgroupManager for V2Manager {
         Ok(out)
     }
 
-    fn oom_kills(&self) -> Result<u64> {
-        v2::oom_kills(self.dir()?)
+    fn watch_oom(&self) -> Result<OomWatch> {
+        OomWatch::v2(self.dir()?)
     }
 
     fn pids(&self) -> Result<Vec<i32>> {
@@ -706,11 +716,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn kill_all(&self, signal: Signal) -> Result<()> {
-        let dir = self.dir()?;
-        if signal == Signal::SIGKILL && dir.join("cgroup.kill").exists() {
-            return fs::write(dir, "cgroup.kill", "1");
-        }
-        self.0.signal_each(self, signal)
+        self.0.kill_all(self, signal)
     }
 
     fn remove(&self) -> Result<()> {

@@ -196,7 +196,7 @@ fn lifecycle_apply_freeze_stats_kill_remove() {
     assert_eq!((stats.pids.current, stats.pids.limit), (1, 10));
     assert_eq!(stats.memory.usage.limit, 67108864);
     assert_eq!(stats.cpuset.cpus, [0]);
-    assert_eq!(cg.manager.oom_kills().unwrap(), 0);
+    assert_eq!(stats.memory.event_count.oom_kill, 0);
 
     cg.manager.kill_all(Signal::SIGKILL).unwrap();
     let status = cg.children[0].wait().unwrap();
@@ -347,5 +347,73 @@ fn errors_name_the_field() {
         assert!(e.contains("linux.resources.network.classID"), "{e}");
     } else {
         eprintln!("net_cls is mounted here: the missing-controller error is not checked");
+    }
+}
+
+fn host_has_swap() -> bool {
+    let swaps = std::fs::read_to_string("/proc/swaps").unwrap();
+    swaps.lines().count() > 1
+}
+
+#[test]
+fn an_allocation_past_the_memory_limit_is_oom_killed_and_reported() {
+    if !is_root() {
+        return;
+    }
+    let mut cg = TestCgroup::new();
+    if cg.dir("memory").is_none() {
+        eprintln!("skipped: no memory controller");
+        return;
+    }
+    let limits = if host_has_swap() {
+        r#"{"memory":{"limit":8388608,"swap":8388608}}"#
+    } else {
+        r#"{"memory":{"limit":8388608}}"#
+    };
+    cg.manager.apply(&resources(limits)).unwrap();
+    let mut watch = cg.manager.watch_oom().unwrap();
+    let hog = r#"x=$(head -c 67108864 /dev/zero | tr '\0' a); echo ${#x}"#;
+    assert!(!cg.run(&["/bin/sh", "-c", hog]), "the hog must be killed");
+    let mut fds = [nix::poll::PollFd::new(
+        watch.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16)).unwrap(),
+        1
+    );
+    assert!(watch.read().unwrap().unwrap() >= 1);
+    assert!(cg.manager.stats().unwrap().memory.event_count.oom_kill >= 1);
+}
+
+#[test]
+fn memory_and_swap_can_shrink_and_grow() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    let (limit_file, swap_file) = match cg.manager.handle().driver {
+        Version::V1 => ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"),
+        Version::V2 => ("memory.max", "memory.swap.max"),
+    };
+    let Some(dir) = cg.dir("memory").filter(|d| d.join(swap_file).exists()) else {
+        eprintln!("skipped: no memory controller with swap accounting");
+        return;
+    };
+    let mib = 1 << 20;
+    for (limit, swap) in [(64, 128), (32, 48), (256, 512)] {
+        let json = format!(
+            r#"{{"memory":{{"limit":{},"swap":{}}}}}"#,
+            limit * mib,
+            swap * mib
+        );
+        cg.manager.apply(&resources(&json)).unwrap();
+        let read = |f: &str| fs::read(&dir, f).unwrap().trim().parse::<i64>().unwrap();
+        assert_eq!(read(limit_file), limit * mib);
+        let expected_swap = match cg.manager.handle().driver {
+            Version::V1 => swap * mib,
+            Version::V2 => (swap - limit) * mib,
+        };
+        assert_eq!(read(swap_file), expected_swap);
     }
 }

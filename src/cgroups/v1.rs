@@ -342,7 +342,7 @@ pub fn memory_stats(dir: &Path, out: &mut Stats) -> Result<()> {
 }
 
 /// Number of OOM kills so far (memory.oom_control `oom_kill`).
-pub fn oom_kills(dir: &Path) -> Result<u64> {
+fn oom_kills(dir: &Path) -> Result<u64> {
     let control = fs::parse_flat_keyed(&fs::read(dir, "memory.oom_control")?);
     Ok(control.get("oom_kill").copied().unwrap_or(0))
 }
