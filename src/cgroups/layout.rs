@@ -98,6 +98,14 @@ impl Layout {
                 _ => {}
             }
         }
+        // Named-only v1 hierarchies (name=systemd kept for old tools on a v2 host) hold no
+        // controller: such a host is v2 for all that berth does.
+        let has_v1_controllers = hierarchies
+            .iter()
+            .any(|h| h.controllers.iter().any(|c| !c.starts_with("name=")));
+        if !has_v1_controllers && unified.is_some() {
+            hierarchies.clear();
+        }
         Ok(match (hierarchies.is_empty(), unified) {
             (true, Some(unified)) => Layout::V2 { unified },
             (false, Some(unified)) => Layout::Hybrid {
@@ -281,6 +289,11 @@ mod tests {
         let v2 = "25 20 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         assert!(matches!(
             Layout::from_mountinfo(v2).unwrap(),
+            Layout::V2 { .. }
+        ));
+        let with_named = format!("{v2}40 25 0:37 / /run/systemd rw - cgroup cgroup rw,name=systemd\n");
+        assert!(matches!(
+            Layout::from_mountinfo(&with_named).unwrap(),
             Layout::V2 { .. }
         ));
         let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";

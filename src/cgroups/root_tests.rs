@@ -417,3 +417,21 @@ fn memory_and_swap_can_shrink_and_grow() {
         assert_eq!(read(swap_file), expected_swap);
     }
 }
+
+#[test]
+fn a_frozen_cgroup_makes_no_progress() {
+    if !is_root() {
+        return;
+    }
+    let mut cg = TestCgroup::new();
+    cg.spawn(&["/bin/sh", "-c", "while :; do :; done"]).unwrap();
+    let cpu_time = |cg: &TestCgroup| cg.manager.stats().unwrap().cpu.usage.total;
+    let pause = std::time::Duration::from_millis(200);
+    cg.manager.freeze().unwrap();
+    let frozen_at = cpu_time(&cg);
+    sleep(pause);
+    assert_eq!(cpu_time(&cg), frozen_at, "no cpu time while frozen");
+    cg.manager.thaw().unwrap();
+    sleep(pause);
+    assert!(cpu_time(&cg) > frozen_at, "runs again once thawed");
+}
