@@ -291,7 +291,8 @@ mod tests {
             Layout::from_mountinfo(v2).unwrap(),
             Layout::V2 { .. }
         ));
-        let with_named = format!("{v2}40 25 0:37 / /run/systemd rw - cgroup cgroup rw,name=systemd\n");
+        let with_named =
+            format!("{v2}40 25 0:37 / /run/systemd rw - cgroup cgroup rw,name=systemd\n");
         assert!(matches!(
             Layout::from_mountinfo(&with_named).unwrap(),
             Layout::V2 { .. }

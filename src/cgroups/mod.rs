@@ -14,6 +14,7 @@
 
 mod bpf;
 mod convert;
+mod devices;
 mod fs;
 mod layout;
 mod oom;
@@ -37,6 +38,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use serde::{Deserialize, Serialize};
 
+pub use devices::container_device_rules;
 pub use layout::{Layout, default_cgroup_path};
 pub use oom::OomWatch;
 pub use stats::{Event, Stats};
@@ -286,11 +288,7 @@ impl Cgroup {
         if controller == "devices" {
             return Ok(Some(&dir.path));
         }
-        let v2_name = if controller == "blkio" {
-            "io"
-        } else {
-            controller
-        };
+        let v2_name = v2::controller_name(controller);
         if !v2::controllers(&dir.mount_point)?
             .iter()
             .any(|c| c == v2_name)
@@ -303,11 +301,13 @@ impl Cgroup {
         Ok(Some(&dir.path))
     }
 
+    /// Tries every hierarchy even when one fails, so as little as possible is left behind.
     fn remove(&self) -> Result<()> {
-        for dir in self.handle.dirs.iter().filter(|d| d.created) {
-            fs::remove_cgroup_tree(&dir.path)?;
-        }
-        Ok(())
+        let results: Vec<Result<()>> = (self.handle.dirs.iter())
+            .filter(|d| d.created)
+            .map(|d| fs::remove_cgroup_tree(&d.path))
+            .collect();
+        results.into_iter().collect()
     }
 
     fn pids_in(&self, dir: &CgroupDir) -> Result<Vec<i32>> {
@@ -654,11 +654,7 @@ impl V2Manager {
 
     fn target(&self, controller: &str, field: &str) -> Result<Target<'_>> {
         let dir = self.dir()?;
-        let v2_name = if controller == "blkio" {
-            "io"
-        } else {
-            controller
-        };
+        let v2_name = v2::controller_name(controller);
         let always_there = matches!(controller, "devices" | "unified");
         if always_there || v2::controllers(dir)?.iter().any(|c| c == v2_name) {
             return Ok(Target::V2(dir));

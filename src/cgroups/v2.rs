@@ -14,6 +14,11 @@ use super::convert::{self, v2_limit};
 use super::fs::{self, set};
 use super::stats::{self, Stats};
 
+/// The v2 name of a v1 controller: blkio became io, the rest kept their names.
+pub fn controller_name(v1_name: &str) -> &str {
+    if v1_name == "blkio" { "io" } else { v1_name }
+}
+
 /// Controllers available in a v2 cgroup (those its parent enabled for it).
 pub fn controllers(dir: &Path) -> Result<Vec<String>> {
     Ok(fs::read(dir, "cgroup.controllers")?
