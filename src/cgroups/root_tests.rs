@@ -435,3 +435,118 @@ fn a_frozen_cgroup_makes_no_progress() {
     sleep(pause);
     assert!(cpu_time(&cg) > frozen_at, "runs again once thawed");
 }
+
+/// Some block device of this host, for throttle rules (a VM booted from 9p may have none).
+fn any_block_device() -> Option<String> {
+    let mut devices: Vec<String> = std::fs::read_dir("/sys/dev/block")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    devices.sort();
+    devices.into_iter().next()
+}
+
+/// Each field either reads back from its file or, where the driver has no such knob, fails
+/// with an error naming the field.
+#[test]
+fn each_field_reads_back_or_is_refused_by_name() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    let v1 = cg.manager.handle().driver == Version::V1;
+    // (resources, controller, file on v1, expected, file on v2, expected; "" = refused)
+    let mut cases = vec![
+        (
+            r#"{"memory":{"reservation":33554432}}"#.to_string(),
+            "memory",
+            "memory.soft_limit_in_bytes",
+            "33554432",
+            "memory.low",
+            "33554432",
+        ),
+        (
+            r#"{"memory":{"swappiness":30}}"#.into(),
+            "memory",
+            "memory.swappiness",
+            "30",
+            "",
+            "",
+        ),
+        (
+            r#"{"cpu":{"quota":50000,"period":100000,"burst":1000}}"#.into(),
+            "cpu",
+            "cpu.cfs_burst_us",
+            "1000",
+            "cpu.max.burst",
+            "1000",
+        ),
+        (
+            r#"{"cpu":{"idle":1}}"#.into(),
+            "cpu",
+            "cpu.idle",
+            "1",
+            "cpu.idle",
+            "1",
+        ),
+        (
+            r#"{"cpu":{"realtimePeriod":1000000}}"#.into(),
+            "cpu",
+            "cpu.rt_period_us",
+            "1000000",
+            "",
+            "",
+        ),
+        (
+            r#"{"blockIO":{"weight":300}}"#.into(),
+            "blkio",
+            "blkio.bfq.weight",
+            "300",
+            "io.weight",
+            "default 2930",
+        ),
+    ];
+    if let Some(dev) = any_block_device() {
+        cases.push((
+            format!(r#"{{"blockIO":{{"throttleReadBpsDevice":[{{"major":{},"minor":{},"rate":1048576}}]}}}}"#,
+                dev.split(':').next().unwrap(), dev.split(':').nth(1).unwrap()),
+            "blkio", "blkio.throttle.read_bps_device", "",
+            "io.max", "",
+        ));
+    } else {
+        eprintln!("no block device: throttle rules not checked");
+    }
+    for (json, controller, v1_file, v1_value, v2_file, v2_value) in cases {
+        let v2_controller = v2::controller_name(controller);
+        let Some(dir) = cg.dir(controller).or_else(|| cg.dir(v2_controller)) else {
+            eprintln!("{controller} not available: {json} not checked");
+            continue;
+        };
+        let (file, expected) = match (v1, v2_file) {
+            (true, _) => (v1_file, v1_value),
+            // With BFQ as the disk scheduler the blkio-range weight goes to io.bfq.weight.
+            (false, "io.weight") if dir.join("io.bfq.weight").exists() => {
+                ("io.bfq.weight", "default 300")
+            }
+            (false, _) => (v2_file, v2_value),
+        };
+        let result = cg.manager.apply(&resources(&json));
+        if file.is_empty() {
+            let err = format!("{:#}", result.unwrap_err());
+            assert!(err.contains("linux.resources."), "{json}: {err}");
+            continue;
+        }
+        if !dir.join(file).exists() {
+            eprintln!("{file} does not exist here: {json} not checked");
+            continue;
+        }
+        result.unwrap_or_else(|e| panic!("{json}: {e:#}"));
+        let text = fs::read(&dir, file).unwrap();
+        if expected.is_empty() {
+            // Throttle files list "major:minor value"; check ours is there.
+            assert!(text.contains("1048576"), "{json}: {file} = {text:?}");
+        } else {
+            assert_eq!(text.trim(), expected, "{json}: {file}");
+        }
+    }
+}

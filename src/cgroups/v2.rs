@@ -337,3 +337,70 @@ pub fn oom_kills(dir: &Path) -> Result<u64> {
     let events = fs::parse_flat_keyed(&fs::read(dir, "memory.events")?);
     Ok(events.get("oom_kill").copied().unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory standing in for a cgroup: the writers only open existing files.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, files: &[&str]) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("berth-v2-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in files {
+                std::fs::write(dir.join(f), "").unwrap();
+            }
+            Scratch(dir)
+        }
+
+        fn read(&self, file: &str) -> String {
+            std::fs::read_to_string(self.0.join(file)).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn memory_files_and_refused_fields() {
+        let dir = Scratch::new("memory", &["memory.max", "memory.swap.max", "memory.low"]);
+        let m = serde_json::from_str(r#"{"limit":1000,"swap":3000,"reservation":-1}"#).unwrap();
+        memory(&dir.0, &m).unwrap();
+        assert_eq!(dir.read("memory.max"), "1000");
+        assert_eq!(dir.read("memory.swap.max"), "2000");
+        assert_eq!(dir.read("memory.low"), "max");
+        for refused in [
+            r#"{"swappiness":1}"#,
+            r#"{"kernel":1}"#,
+            r#"{"disableOOMKiller":true}"#,
+        ] {
+            let m = serde_json::from_str(refused).unwrap();
+            let err = memory(&dir.0, &m).unwrap_err().to_string();
+            assert!(err.starts_with("linux.resources.memory."), "{err}");
+        }
+    }
+
+    #[test]
+    fn cpu_and_io_formats() {
+        let files = ["cpu.weight", "cpu.max", "io.weight", "io.max"];
+        let dir = Scratch::new("cpu-io", &files);
+        let c = serde_json::from_str(r#"{"shares":1024,"quota":-1,"period":50000}"#).unwrap();
+        cpu(&dir.0, &c).unwrap();
+        assert_eq!(dir.read("cpu.weight"), "100");
+        assert_eq!(dir.read("cpu.max"), "max 50000");
+        let rt = serde_json::from_str(r#"{"realtimeRuntime":1}"#).unwrap();
+        assert!(cpu(&dir.0, &rt).is_err());
+        let b = serde_json::from_str(
+            r#"{"weight":1000,"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":7}]}"#,
+        )
+        .unwrap();
+        io(&dir.0, &b).unwrap();
+        assert_eq!(dir.read("io.weight"), "10000");
+        assert_eq!(dir.read("io.max"), "8:0 wiops=7");
+    }
+}
