@@ -469,10 +469,20 @@ fn apply_resources<'m>(
             Target::V2(d) => v2::devices(d, rules)?,
         }
     }
-    if let Some(unified) = r.unified().as_ref().filter(|u| !u.is_empty()) {
-        match target("unified", "unified")? {
-            Target::V2(d) => v2::unified(d, unified)?,
-            Target::V1(_) => bail!("linux.resources.unified: needs a cgroup v2 mount"),
+    for (key, value) in r.unified().iter().flatten() {
+        let controller = convert::check_unified_key(key)?;
+        // cgroup.* files exist in every cgroup2 directory; other keys need their controller.
+        let lookup = if controller == "cgroup" {
+            "unified"
+        } else {
+            controller
+        };
+        match target(lookup, &format!("unified.{key}"))? {
+            Target::V2(d) => v2::unified_key(d, key, value)?,
+            Target::V1(_) => bail!(
+                "linux.resources.unified: key {key:?}: {controller} is a cgroup v1 controller \
+                 on this host"
+            ),
         }
     }
     Ok(())

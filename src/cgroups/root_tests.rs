@@ -550,3 +550,35 @@ fn each_field_reads_back_or_is_refused_by_name() {
         }
     }
 }
+
+#[test]
+fn unified_keys_go_to_the_cgroup2_directory() {
+    if !is_root() {
+        return;
+    }
+    let cg = TestCgroup::new();
+    let handle = cg.manager.handle();
+    let Some(dir) = handle.dirs.iter().find(|d| d.version == Version::V2) else {
+        let err = cg
+            .manager
+            .apply(&resources(r#"{"unified":{"cgroup.max.depth":"2"}}"#));
+        assert!(format!("{:#}", err.unwrap_err()).contains("linux.resources.unified"));
+        return;
+    };
+    let json = r#"{"unified":{"cgroup.max.descendants":"3"}}"#;
+    cg.manager.apply(&resources(json)).unwrap();
+    assert_eq!(
+        fs::read(&dir.path, "cgroup.max.descendants")
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    if handle.driver == Version::V1 {
+        // On a hybrid host memory is a v1 controller: its v2 keys cannot apply.
+        let err = cg
+            .manager
+            .apply(&resources(r#"{"unified":{"memory.max":"1"}}"#));
+        let err = format!("{:#}", err.unwrap_err());
+        assert!(err.contains("memory.max") && err.contains("v1"), "{err}");
+    }
+}

@@ -218,27 +218,15 @@ pub fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     super::bpf::install(&fd, rules).context("linux.resources.devices")
 }
 
-/// Raw `unified` key/values; a key whose controller is not available here is an error.
-pub fn unified(dir: &Path, values: &HashMap<String, String>) -> Result<()> {
-    let available = controllers(dir)?;
-    for (key, value) in values {
-        let controller = convert::check_unified_key(key)?;
-        if controller != "cgroup" && !available.iter().any(|c| c == controller) {
-            bail!(
-                "linux.resources.unified: key {key:?}: controller {controller} is not available \
-                 in {}",
-                dir.display()
-            );
-        }
-        if !dir.join(key).exists() {
-            bail!(
-                "linux.resources.unified: key {key:?}: no such file in {}",
-                dir.display()
-            );
-        }
-        fs::set(dir, key, value, &format!("unified.{key}"))?;
+/// One raw `unified` key (already checked by `convert::check_unified_key`).
+pub fn unified_key(dir: &Path, key: &str, value: &str) -> Result<()> {
+    if !dir.join(key).exists() {
+        bail!(
+            "linux.resources.unified: key {key:?}: no such file in {}",
+            dir.display()
+        );
     }
-    Ok(())
+    set(dir, key, value, &format!("unified.{key}"))
 }
 
 pub fn hugetlb_stats(dir: &Path, sizes: &[String], out: &mut Stats) -> Result<()> {
