@@ -67,6 +67,7 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, console_for_child));
+    process::set_initial_cpu_affinity(pid, &request.process)?;
 
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
@@ -135,13 +136,15 @@ fn run_child(
     channel.expect_go()?;
     setns(init_pidfd.as_fd(), join).context("setns into the container's namespaces")?;
     if let Some(socket) = console {
-        let pty = process::console::open_pty(request.process.console_size().as_ref())?;
+        let pty = process::console::open_pty(request.process.console_size())?;
         process::console::send_master(socket.as_fd(), &pty)?;
-        process::console::attach_slave(std::path::Path::new(&pty.slave))?;
+        process::console::attach_slave(pty)?;
     }
-    process::apply(&request.process)?;
-    sys::cloexec_from(3 + request.preserve_fds).context("close_range(CLOSE_RANGE_CLOEXEC)")?;
+    process::apply(&request.process, None)?;
+    let plan = process::prepare_exec(&request.process)?;
+    process::mark_fds_cloexec(3 + request.preserve_fds)?;
+    process::set_final_cpu_affinity(&request.process)?;
     // The process outlives a detached `berth exec` by design.
     sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
-    process::exec(&request.process)
+    plan.exec()
 }

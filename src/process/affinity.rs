@@ -30,7 +30,6 @@ pub fn parse_cpu_list(list: &str) -> Result<CpuSet, String> {
 }
 
 /// Applies `execCPUAffinity.initial` to `pid` (the child, seen from the parent), if set.
-#[allow(dead_code)] // TODO(lead): call from the parent right after clone, before the cgroup join.
 pub fn set_initial_cpu_affinity(pid: Pid, process: &Process) -> Result<()> {
     let list = process
         .exec_cpu_affinity()
@@ -40,7 +39,6 @@ pub fn set_initial_cpu_affinity(pid: Pid, process: &Process) -> Result<()> {
 }
 
 /// Applies `execCPUAffinity.final` to the calling process, if set.
-#[allow(dead_code)] // TODO(lead): call in the child after the cgroup join, before execve.
 pub fn set_final_cpu_affinity(process: &Process) -> Result<()> {
     let list = process
         .exec_cpu_affinity()
@@ -49,7 +47,6 @@ pub fn set_final_cpu_affinity(process: &Process) -> Result<()> {
     set_affinity(Pid::from_raw(0), list).context("process.execCPUAffinity.final")
 }
 
-#[allow(dead_code)] // Used by the two functions above once they are wired.
 fn set_affinity(pid: Pid, list: Option<&str>) -> Result<()> {
     let Some(list) = list else { return Ok(()) };
     let cpus = parse_cpu_list(list).map_err(anyhow::Error::msg)?;

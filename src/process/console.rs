@@ -9,22 +9,22 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, ensure};
 use nix::fcntl::OFlag;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-use nix::sys::stat::{SFlag, fstat};
-use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use oci_spec::runtime::Box as ConsoleSize;
 
 use super::sys;
 
-/// A pty master opened from the container's /dev/ptmx.
+/// A pty pair opened from the container's /dev/ptmx.
 #[derive(Debug)]
 pub struct Pty {
     pub master: OwnedFd,
+    slave: OwnedFd,
     /// The slave's path inside the container, e.g. `/dev/pts/0`.
-    pub slave: String,
+    pub name: String,
 }
 
-/// Opens the container's /dev/ptmx, unlocks the new pty and applies `process.consoleSize`.
-pub fn open_pty(size: Option<&ConsoleSize>) -> Result<Pty> {
+/// Opens the container's /dev/ptmx, unlocks it, opens the slave through the master
+/// (TIOCGPTPEER: no path lookup that could be raced) and applies `process.consoleSize`.
+pub fn open_pty(size: Option<ConsoleSize>) -> Result<Pty> {
     let master = sys::open_in_root(Path::new("/dev/ptmx"), OFlag::O_RDWR | OFlag::O_NOCTTY)
         .map_err(|e| anyhow!("open /dev/ptmx: {}", e.desc()))?;
     let unlock = 0;
@@ -32,6 +32,10 @@ pub fn open_pty(size: Option<&ConsoleSize>) -> Result<Pty> {
         .map_err(|e| anyhow!("/dev/ptmx: unlockpt: {}", e.desc()))?;
     let number = sys::ioctl_read_int(master.as_fd(), libc::TIOCGPTN)
         .map_err(|e| anyhow!("/dev/ptmx: TIOCGPTN: {}", e.desc()))?;
+    let slave_flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    let slave = sys::ioctl_int(master.as_fd(), libc::TIOCGPTPEER, slave_flags)
+        .map(sys::own_fd)
+        .map_err(|e| anyhow!("/dev/ptmx: open the pty slave (TIOCGPTPEER): {}", e.desc()))?;
     if let Some(size) = size {
         let winsize = libc::winsize {
             ws_row: clamp(size.height()),
@@ -44,7 +48,8 @@ pub fn open_pty(size: Option<&ConsoleSize>) -> Result<Pty> {
     }
     Ok(Pty {
         master,
-        slave: format!("/dev/pts/{number}"),
+        slave,
+        name: format!("/dev/pts/{number}"),
     })
 }
 
@@ -56,7 +61,7 @@ fn clamp(value: u64) -> u16 {
 /// Sends the master over the connected console socket (one sendmsg, no reply expected).
 pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
     let fds = [pty.master.as_raw_fd()];
-    let payload = [IoSlice::new(pty.slave.as_bytes())];
+    let payload = [IoSlice::new(pty.name.as_bytes())];
     let sent = sendmsg::<()>(
         socket.as_raw_fd(),
         &payload,
@@ -66,41 +71,27 @@ pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
     )
     .context("console socket: sendmsg")?;
     ensure!(
-        sent == pty.slave.len(),
+        sent == pty.name.len(),
         "console socket: sendmsg sent {sent} of {} bytes",
-        pty.slave.len()
+        pty.name.len()
     );
     Ok(())
 }
 
 /// In the process to be: a new session with the slave as controlling terminal and stdio. The
-/// slave is opened inside the container root and must be a pty slave.
-pub fn attach_slave(slave: &Path) -> Result<()> {
+/// master is closed here; the receiver of the console socket holds its copy.
+pub fn attach_slave(pty: Pty) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
-    let tty = open_slave(slave)?;
-    sys::ioctl_int(tty.as_fd(), libc::TIOCSCTTY, 0)
-        .map_err(|e| anyhow!("{}: TIOCSCTTY: {}", slave.display(), e.desc()))?;
+    sys::ioctl_int(pty.slave.as_fd(), libc::TIOCSCTTY, 0)
+        .map_err(|e| anyhow!("{}: TIOCSCTTY: {}", pty.name, e.desc()))?;
     let dups = [
-        ("stdin", nix::unistd::dup2_stdin(&tty)),
-        ("stdout", nix::unistd::dup2_stdout(&tty)),
-        ("stderr", nix::unistd::dup2_stderr(&tty)),
+        ("stdin", nix::unistd::dup2_stdin(&pty.slave)),
+        ("stdout", nix::unistd::dup2_stdout(&pty.slave)),
+        ("stderr", nix::unistd::dup2_stderr(&pty.slave)),
     ];
     for (stream, result) in dups {
-        result.map_err(|e| anyhow!("{}: dup2 onto {stream}: {}", slave.display(), e.desc()))?;
+        result.map_err(|e| anyhow!("{}: dup2 onto {stream}: {}", pty.name, e.desc()))?;
     }
+    drop(pty.master);
     Ok(())
-}
-
-fn open_slave(slave: &Path) -> Result<OwnedFd> {
-    let tty = sys::open_in_root(slave, OFlag::O_RDWR | OFlag::O_NOCTTY)
-        .map_err(|e| anyhow!("open {}: {}", slave.display(), e.desc()))?;
-    let stat = fstat(&tty).with_context(|| format!("fstat {}", slave.display()))?;
-    let is_char_device = stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFCHR.bits();
-    let on_devpts = fstatfs(&tty).is_ok_and(|fs| fs.filesystem_type() == DEVPTS_SUPER_MAGIC);
-    ensure!(
-        is_char_device && on_devpts,
-        "{} is not a pty slave",
-        slave.display()
-    );
-    Ok(tty)
 }

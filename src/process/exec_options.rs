@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
-/// runc's process flags of `exec`. The command owns the container id, the ARGS and
-/// --console-socket, --detach, --pid-file, --preserve-fds.
+/// runc's process flags of `exec`. The command puts the container id before these (the
+/// positional ARGS come last) and owns --console-socket, --detach, --pid-file, --preserve-fds.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ExecOptions {
     /// path to a process.json (an OCI `process` object); the other process flags are ignored
@@ -39,23 +39,22 @@ pub struct ExecOptions {
     /// SELinux label for the process (rejected: berth has no SELinux support)
     #[arg(long)]
     pub process_label: Option<String>,
+    /// the command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// Builds the process to exec, on top of the container's `process` as runc does: a process file
 /// replaces it but inherits the capabilities, rlimits and noNewPrivileges it leaves out; flags
 /// override the container's values (env is appended, --cap is added to bounding, effective and
 /// permitted, and to ambient when an inheritable set is configured).
-/// `validate` runs on the result.
-pub fn exec_process(
-    opts: &ExecOptions,
-    args: &[String],
-    container_process: &Process,
-) -> Result<Process> {
+/// `validate` runs on the result (exec has no personality of its own).
+pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
     let process = match &opts.process {
         Some(path) => from_file(path, container_process)?,
-        None => from_flags(opts, args, container_process)?,
+        None => from_flags(opts, container_process)?,
     };
-    super::validate(&process)?;
+    super::validate(&process, None)?;
     Ok(process)
 }
 
@@ -76,12 +75,12 @@ fn from_file(path: &Path, container_process: &Process) -> Result<Process> {
     Ok(process)
 }
 
-fn from_flags(opts: &ExecOptions, args: &[String], container_process: &Process) -> Result<Process> {
-    if args.is_empty() {
+fn from_flags(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
+    if opts.args.is_empty() {
         bail!("exec: a command to run is required");
     }
     let mut process = container_process.clone();
-    process.set_args(Some(args.to_vec()));
+    process.set_args(Some(opts.args.clone()));
     process.set_terminal(Some(opts.tty));
     if let Some(cwd) = &opts.cwd {
         process.set_cwd(cwd.clone());
@@ -180,19 +179,17 @@ mod tests {
     use clap::Parser;
     use serde_json::json;
 
-    /// The shape of `berth exec`'s arguments.
     #[derive(Parser)]
     struct Cli {
+        id: String,
         #[command(flatten)]
         exec: ExecOptions,
-        id: String,
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
     }
 
-    fn exec_process_from(args: &[&str]) -> Result<Process> {
-        let cli = Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied())).unwrap();
-        exec_process(&cli.exec, &cli.args, &container_process())
+    fn parse(args: &[&str]) -> ExecOptions {
+        Cli::try_parse_from(std::iter::once("exec").chain(args.iter().copied()))
+            .unwrap()
+            .exec
     }
 
     fn container_process() -> Process {
@@ -209,11 +206,12 @@ mod tests {
 
     #[test]
     fn flags_override_the_container_process() {
-        let p = exec_process_from(&[
+        let opts = parse(&[
             "id", "--cwd", "/tmp", "-e", "B=2", "--user", "1:2", "-g", "8,9", "--tty", "ls", "-l",
             "--all",
-        ])
-        .unwrap();
+        ]);
+        assert_eq!(opts.args, ["ls", "-l", "--all"]);
+        let p = exec_process(&opts, &container_process()).unwrap();
         assert_eq!(p.args().as_deref().unwrap(), ["ls", "-l", "--all"]);
         assert_eq!(p.cwd(), Path::new("/tmp"));
         assert_eq!(p.env().as_deref().unwrap(), ["PATH=/bin", "A=1", "B=2"]);
@@ -225,13 +223,14 @@ mod tests {
 
     #[test]
     fn user_without_gid_keeps_the_container_gid() {
-        let p = exec_process_from(&["-u", "42", "id", "true"]).unwrap();
+        let p = exec_process(&parse(&["id", "-u", "42", "id"]), &container_process()).unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (42, 6));
     }
 
     #[test]
     fn non_numeric_users_are_rejected() {
-        let error = exec_process_from(&["-u", "root", "id", "true"]).unwrap_err();
+        let error =
+            exec_process(&parse(&["id", "-u", "root", "id"]), &container_process()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "--user \"root\": uid \"root\" is not a number"
@@ -240,12 +239,14 @@ mod tests {
 
     #[test]
     fn security_label_flags_are_explained() {
-        let error = exec_process_from(&["--apparmor", "unconfined", "id", "sh"]).unwrap_err();
+        let opts = parse(&["id", "--apparmor", "unconfined", "sh"]);
+        let error = exec_process(&opts, &container_process()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "process.apparmorProfile: AppArmor is not supported by berth"
         );
-        let error = exec_process_from(&["--process-label", "x", "id", "sh"]).unwrap_err();
+        let opts = parse(&["id", "--process-label", "x", "sh"]);
+        let error = exec_process(&opts, &container_process()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "process.selinuxLabel: SELinux is not supported by berth"
@@ -254,26 +255,37 @@ mod tests {
 
     #[test]
     fn a_command_is_required() {
-        let error = exec_process_from(&["id"]).unwrap_err();
-        assert_eq!(error.to_string(), "exec: a command to run is required");
+        assert!(exec_process(&parse(&["id"]), &container_process()).is_err());
     }
 
     #[test]
     fn caps_are_added_to_bounding_effective_permitted_and_ambient() {
-        let p = exec_process_from(&["--cap", "CAP_CHOWN", "id", "sh"]).unwrap();
+        let p = exec_process(
+            &parse(&["id", "--cap", "CAP_CHOWN", "sh"]),
+            &container_process(),
+        )
+        .unwrap();
         let caps = p.capabilities().as_ref().unwrap();
-        let sets = [
+        for set in [
             caps.bounding(),
             caps.effective(),
             caps.permitted(),
             caps.ambient(),
-        ];
-        for set in sets {
+        ] {
             assert!(set.as_ref().unwrap().contains(&Capability::Chown));
         }
-        let inheritable = caps.inheritable().as_ref().unwrap();
-        assert!(!inheritable.contains(&Capability::Chown));
-        let error = exec_process_from(&["--cap", "CAP_BOGUS", "id", "sh"]).unwrap_err();
+        assert!(
+            !caps
+                .inheritable()
+                .as_ref()
+                .unwrap()
+                .contains(&Capability::Chown)
+        );
+        let error = exec_process(
+            &parse(&["id", "--cap", "CAP_BOGUS", "sh"]),
+            &container_process(),
+        )
+        .unwrap_err();
         assert_eq!(error.to_string(), "--cap \"CAP_BOGUS\": unknown capability");
     }
 
@@ -291,7 +303,6 @@ mod tests {
                 process: Some(path.clone()),
                 ..Default::default()
             },
-            &[],
             &container_process(),
         );
         std::fs::remove_file(&path).unwrap();
@@ -313,7 +324,6 @@ mod tests {
                 process: Some(path.clone()),
                 ..Default::default()
             },
-            &[],
             &container_process(),
         );
         std::fs::remove_file(&path).unwrap();

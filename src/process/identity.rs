@@ -9,8 +9,6 @@ use caps::{CapSet, Capability as KernelCap, CapsHashSet};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, User};
 
-use crate::logging::{self, Level};
-
 /// The five capability sets converted to the caps crate's type, with the capabilities the running
 /// kernel does not know already removed.
 #[derive(Debug)]
@@ -51,7 +49,7 @@ pub fn plan_capabilities(capabilities: &LinuxCapabilities) -> Result<CapabilityP
                 "process.capabilities.{name}: ignoring capabilities the running kernel does not know: {}",
                 unknown.join(", ")
             );
-            logging::log(Level::Warning, &message);
+            crate::logging::log(crate::logging::Level::Warning, &message);
         }
         Ok(converted)
     };
@@ -123,13 +121,13 @@ pub fn set_capabilities(plan: &CapabilityPlan) -> Result<()> {
         caps::set(None, set, value).map_err(|e| anyhow!("process.capabilities.{name}: {e}"))?;
     }
     caps::clear(None, CapSet::Ambient).map_err(|e| anyhow!("process.capabilities.ambient: {e}"))?;
-    // The kernel only raises an ambient capability that is permitted and inheritable. runc
-    // ignores the failure: its own default spec (and ours) lists ambient capabilities without
-    // inheritable ones, and `exec --cap` adds to ambient only. So it is only a debug message.
+    // The kernel only raises an ambient capability that is permitted and inheritable; like runc,
+    // a failure is no error (`exec --cap` adds to ambient without touching inheritable, and
+    // runc's default spec lists ambient caps without inheritable ones): a debug message only.
     for &cap in &plan.ambient {
         if let Err(error) = caps::raise(None, CapSet::Ambient, cap) {
             let message = format!("process.capabilities.ambient: cannot raise {cap}: {error}");
-            logging::log(Level::Debug, &message);
+            crate::logging::log(crate::logging::Level::Debug, &message);
         }
     }
     Ok(())

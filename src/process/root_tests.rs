@@ -3,12 +3,13 @@
 //! They need root, as berth does.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, socketpair,
+};
 use oci_spec::runtime::Process;
 use serde_json::json;
 
@@ -119,8 +120,8 @@ fn apply_sets_identity_capabilities_and_limits() {
             "scheduler": {"policy": "SCHED_BATCH", "nice": 5},
             "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
         }));
-        validate(&p)?;
-        apply(&p)?;
+        validate(&p, None)?;
+        apply(&p, None)?;
         let (nofile_soft, nofile_hard) =
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
         Ok(format!(
@@ -176,7 +177,7 @@ fn root_user_keeps_exactly_the_configured_capabilities() {
             let p = process(json!({"capabilities": {
                 "bounding": ["CAP_SYS_ADMIN"], "effective": [], "permitted": ["CAP_SYS_ADMIN"]
             }}));
-            apply(&p)?;
+            apply(&p, None)?;
             status(&["Uid", "CapPrm", "CapEff", "CapBnd", "NoNewPrivs"])
         }
     );
@@ -191,7 +192,7 @@ fn cwd_through_a_leaked_fd_is_refused() {
     let run = child!("cwd_through_a_leaked_fd_is_refused", || {
         let leaked = std::fs::File::open("/tmp")?;
         let p = process(json!({"cwd": format!("/proc/self/fd/{}", leaked.as_raw_fd())}));
-        apply(&p)?;
+        apply(&p, None)?;
         Ok(format!("cwd is {}", std::env::current_dir()?.display()))
     });
     let error = expect_err(run);
@@ -213,7 +214,7 @@ fn cwd_symlinks_resolve_inside_the_root() {
         std::fs::create_dir_all(rootfs.join("etc"))?;
         std::os::unix::fs::symlink("../../../../../etc", rootfs.join("escape"))?;
         nix::unistd::chroot(&rootfs)?;
-        apply(&process(json!({"cwd": "/escape"})))?;
+        apply(&process(json!({"cwd": "/escape"})), None)?;
         // Inside the chroot, /etc is the rootfs's own (empty) etc.
         Ok(format!(
             "{} {}",
@@ -240,7 +241,7 @@ fn raising_a_hard_rlimit_names_the_field() {
             {"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
             {"type": "RLIMIT_NOFILE", "soft": 10, "hard": hard + 1}
         ]}));
-        apply(&p)?;
+        apply(&p, None)?;
         Ok("raised".into())
     });
     let error = expect_err(run);
@@ -265,7 +266,7 @@ fn lowering_oom_score_adj_explains_the_missing_capability() {
     let run = child!(
         "lowering_oom_score_adj_explains_the_missing_capability",
         || {
-            apply(&process(json!({"oomScoreAdj": -1000})))?;
+            apply(&process(json!({"oomScoreAdj": -1000})), None)?;
             Ok("lowered".into())
         }
     );
@@ -290,14 +291,31 @@ fn a_capability_berth_does_not_hold_is_an_error() {
         return;
     }
     let run = child!("a_capability_berth_does_not_hold_is_an_error", || {
-        apply(&process(
-            json!({"capabilities": {"bounding": ["CAP_SYS_RESOURCE"]}}),
-        ))?;
+        apply(
+            &process(json!({"capabilities": {"bounding": ["CAP_SYS_RESOURCE"]}})),
+            None,
+        )?;
         Ok("granted".into())
     });
     assert!(expect_err(run).starts_with(
         "process.capabilities.bounding: CAP_SYS_RESOURCE is not in berth's own bounding set"
     ));
+}
+
+#[test]
+fn mark_fds_cloexec_starts_at_the_given_fd() {
+    let run = child!("mark_fds_cloexec_starts_at_the_given_fd", || {
+        use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+        let kept = open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
+        let marked = open("/dev/null", OFlag::O_RDONLY, nix::sys::stat::Mode::empty())?;
+        mark_fds_cloexec(marked.as_raw_fd())?;
+        let cloexec = |fd: &OwnedFd| -> Result<bool> {
+            Ok(FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?)
+                .contains(FdFlag::FD_CLOEXEC))
+        };
+        Ok(format!("{} {}", cloexec(&kept)?, cloexec(&marked)?))
+    });
+    assert_eq!(expect_ok(run), "false true");
 }
 
 #[test]
@@ -319,31 +337,57 @@ fn exec_runs_the_program_with_runc_s_environment() {
 fn pty_master_arrives_with_its_name_and_size() {
     // No identity change here: the pty comes from the host's /dev/ptmx and is closed at the end.
     let size = serde_json::from_value(json!({"height": 40, "width": 120})).unwrap();
-    let pty = console::open_pty(Some(&size)).unwrap();
-    let (sender, receiver) = UnixStream::pair().unwrap();
+    let pty = console::open_pty(Some(size)).unwrap();
+    let (sender, receiver) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
     console::send_master(sender.as_fd(), &pty).unwrap();
 
-    let (payload, master) = crate::sys::receive_fd(receiver.as_fd()).unwrap();
-    let name = String::from_utf8(payload).unwrap();
-    assert_eq!(name, pty.slave);
+    let mut payload = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut payload)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let message = recvmsg::<()>(
+        receiver.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let fds: Vec<_> = message
+        .cmsgs()
+        .unwrap()
+        .flat_map(|cmsg| match cmsg {
+            ControlMessageOwned::ScmRights(fds) => fds,
+            other => panic!("unexpected control message {other:?}"),
+        })
+        .collect();
+    let name = String::from_utf8(message.iovs().next().unwrap().to_vec()).unwrap();
+    assert_eq!(name, pty.name);
     assert!(name.starts_with("/dev/pts/"), "{name}");
-    let master = master.expect("no fd with the message");
+    assert_eq!(fds.len(), 1);
+    // SAFETY: SCM_RIGHTS just installed this fd in our table; we are its only owner.
+    let master = unsafe { OwnedFd::from_raw_fd(fds[0]) };
     let number = super::sys::ioctl_read_int(master.as_fd(), libc::TIOCGPTN).unwrap();
     assert_eq!(
         format!("/dev/pts/{number}"),
         name,
         "received fd is not this pty's master"
     );
-    let mut size = libc::winsize {
+    let winsize = nix::pty::Winsize {
         ws_row: 0,
         ws_col: 0,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
+    let mut winsize = winsize;
     // SAFETY: TIOCGWINSZ writes one winsize into memory we own.
-    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
-    assert_eq!(ret, 0, "TIOCGWINSZ on the received master");
-    assert_eq!((size.ws_row, size.ws_col), (40, 120));
+    let ret = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut winsize) };
+    assert_eq!(ret, 0);
+    assert_eq!((winsize.ws_row, winsize.ws_col), (40, 120));
 }
 
 #[test]
@@ -352,8 +396,11 @@ fn attach_slave_makes_the_pty_stdio_and_controlling_terminal() {
         "attach_slave_makes_the_pty_stdio_and_controlling_terminal",
         || {
             let pty = console::open_pty(None)?;
-            console::attach_slave(Path::new(&pty.slave))?;
-            let mut lines = vec![pty.slave.clone()];
+            let name = pty.name.clone();
+            // Stands in for the console socket's receiver: without a master the tty hangs up.
+            let receiver_copy = pty.master.try_clone()?;
+            console::attach_slave(pty)?;
+            let mut lines = vec![];
             for fd in 0..=2 {
                 // SAFETY: fd 0..2 are open (just dup'ed); the borrow does not outlive this loop.
                 let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -361,37 +408,31 @@ fn attach_slave_makes_the_pty_stdio_and_controlling_terminal() {
                 lines.push(format!("{fd} {}", tty.display()));
             }
             let session = nix::unistd::getsid(None)?;
-            let terminal_session = nix::sys::termios::tcgetsid(std::io::stdin())?;
+            // SAFETY: plain integer arguments.
+            let terminal_session = unsafe { libc::tcgetsid(0) };
             lines.push(format!(
                 "ctty-session-is-ours {}",
-                terminal_session == session
+                terminal_session == session.as_raw()
             ));
-            // Closing the master (which stands in for the console socket's receiver) would hang the
-            // tty up and SIGHUP this child before it reports; its exit closes it instead.
-            std::mem::forget(pty);
-            Ok(lines.join("\n"))
+            // Closing the last master would hang the tty up and SIGHUP this child before it reports;
+            // the child exits right after, which closes it.
+            std::mem::forget(receiver_copy);
+            Ok(format!("{name}\n{}", lines.join("\n")))
         }
     );
     let report = expect_ok(run);
     let mut lines = report.lines();
     let name = lines.next().unwrap();
-    let rest: Vec<String> = lines.map(String::from).collect();
-    let expected = [
-        format!("0 {name}"),
-        format!("1 {name}"),
-        format!("2 {name}"),
-        "ctty-session-is-ours true".to_owned(),
-    ];
-    assert_eq!(rest, expected);
-}
-
-#[test]
-fn a_file_that_is_not_a_pty_is_refused_as_console() {
-    let run = child!("a_file_that_is_not_a_pty_is_refused_as_console", || {
-        console::attach_slave(Path::new("/dev/null"))?;
-        Ok("attached".into())
-    });
-    assert_eq!(expect_err(run), "/dev/null is not a pty slave");
+    let rest: Vec<&str> = lines.collect();
+    assert_eq!(
+        rest,
+        [
+            &format!("0 {name}") as &str,
+            &format!("1 {name}"),
+            &format!("2 {name}"),
+            "ctty-session-is-ours true"
+        ]
+    );
 }
 
 #[test]
@@ -403,8 +444,8 @@ fn an_ambient_capability_that_cannot_be_raised_is_skipped() {
                 "bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL", "CAP_CHOWN"],
                 "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL", "CAP_CHOWN"]
             }}));
-            validate(&p)?;
-            apply(&p)?;
+            validate(&p, None)?;
+            apply(&p, None)?;
             status(&["CapAmb"])
         }
     );

@@ -1,7 +1,7 @@
 //! Syscall wrappers this module needs and nix does not provide. Each `unsafe` block is one call.
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -48,7 +48,8 @@ pub fn personality(persona: libc::c_ulong) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
-/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer by value (TIOCSCTTY).
+/// `ioctl(fd, request, int_arg)` for the tty ioctls that take an integer by value (TIOCGPTPEER,
+/// TIOCSCTTY).
 pub fn ioctl_int(
     fd: BorrowedFd,
     request: libc::Ioctl,
@@ -89,6 +90,12 @@ pub fn set_window_size(fd: BorrowedFd, size: &libc::winsize) -> nix::Result<()> 
         )
     };
     Errno::result(ret).map(drop)
+}
+
+/// Wraps the fd returned by an ioctl that creates one (TIOCGPTPEER).
+pub fn own_fd(fd: libc::c_int) -> OwnedFd {
+    // SAFETY: the kernel just returned this new fd to us and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Opens `path` inside the current root (`/` — the container's after pivot_root or setns):

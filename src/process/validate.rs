@@ -10,7 +10,7 @@ use oci_spec::runtime::{
 use super::affinity;
 
 /// Rejects a `process` the kernel (or this runtime) would refuse later, naming the JSON field.
-pub fn validate(process: &Process) -> Result<()> {
+pub fn validate(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
     validate_args(process.args().as_deref().unwrap_or_default())?;
     ensure!(
         process.cwd().is_absolute(),
@@ -67,14 +67,11 @@ pub fn validate(process: &Process) -> Result<()> {
             .is_empty(),
         "process.selinuxLabel: SELinux is not supported by berth"
     );
-    Ok(())
-}
-
-/// runtime-spec 1.3 on `linux.personality.flags`: "Currently no flag values are supported."
-#[allow(dead_code)] // TODO(lead): call at bundle load.
-pub fn validate_personality(personality: &LinuxPersonality) -> Result<()> {
-    if let Some(flag) = personality.flags().as_deref().unwrap_or_default().first() {
-        bail!("linux.personality.flags: unsupported flag {flag:?}");
+    if let Some(personality) = personality {
+        // runtime-spec 1.3: "Currently no flag values are supported."
+        if let Some(flag) = personality.flags().as_deref().unwrap_or_default().first() {
+            bail!("linux.personality.flags: unsupported flag {flag:?}");
+        }
     }
     Ok(())
 }
@@ -246,12 +243,12 @@ mod tests {
     }
 
     fn error(overrides: serde_json::Value) -> String {
-        validate(&process(overrides)).unwrap_err().to_string()
+        validate(&process(overrides), None).unwrap_err().to_string()
     }
 
     #[test]
     fn accepts_the_default_spec_process() {
-        validate(&Process::default()).unwrap();
+        validate(&Process::default(), None).unwrap();
     }
 
     #[test]
@@ -265,7 +262,7 @@ mod tests {
         let mut p = process(json!({}));
         p.set_args(None);
         assert!(
-            validate(&p)
+            validate(&p, None)
                 .unwrap_err()
                 .to_string()
                 .starts_with("process.args:")
@@ -287,7 +284,7 @@ mod tests {
             "process.env[1]: \"B\" is not in NAME=VALUE form"
         );
         assert!(error(json!({"env": ["=1"]})).starts_with("process.env[0]"));
-        validate(&process(json!({"env": ["A=", "B=x=y"]}))).unwrap();
+        validate(&process(json!({"env": ["A=", "B=x=y"]})), None).unwrap();
     }
 
     #[test]
@@ -304,9 +301,10 @@ mod tests {
             error(json!({"user": {"uid": 0, "gid": 0, "umask": 0o1000}}))
                 .starts_with("process.user.umask:")
         );
-        validate(&process(
-            json!({"user": {"uid": 0, "gid": 0, "umask": 0o777}}),
-        ))
+        validate(
+            &process(json!({"user": {"uid": 0, "gid": 0, "umask": 0o777}})),
+            None,
+        )
         .unwrap();
     }
 
@@ -360,7 +358,7 @@ mod tests {
     #[test]
     fn oom_score_adj_range() {
         assert!(error(json!({"oomScoreAdj": 1001})).starts_with("process.oomScoreAdj:"));
-        validate(&process(json!({"oomScoreAdj": -1000}))).unwrap();
+        validate(&process(json!({"oomScoreAdj": -1000})), None).unwrap();
     }
 
     #[test]
@@ -382,11 +380,12 @@ mod tests {
             error(json!({"scheduler": {"policy": "SCHED_BATCH", "runtime": 5}}))
                 .starts_with("process.scheduler.runtime")
         );
-        validate(&process(
-            json!({"scheduler": {"policy": "SCHED_RR", "priority": 99}}),
-        ))
+        validate(
+            &process(json!({"scheduler": {"policy": "SCHED_RR", "priority": 99}})),
+            None,
+        )
         .unwrap();
-        validate(&process(json!({"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3}}))).unwrap();
+        validate(&process(json!({"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3}})), None).unwrap();
     }
 
     #[test]
@@ -415,7 +414,9 @@ mod tests {
     fn personality_flags_are_rejected() {
         let personality: LinuxPersonality =
             serde_json::from_value(json!({"domain": "LINUX32", "flags": ["X"]})).unwrap();
-        let message = validate_personality(&personality).unwrap_err().to_string();
+        let message = validate(&process(json!({})), Some(&personality))
+            .unwrap_err()
+            .to_string();
         assert_eq!(message, "linux.personality.flags: unsupported flag \"X\"");
     }
 }
