@@ -172,6 +172,22 @@ fn scheduler_and_io_priority_are_set() {
 }
 
 #[test]
+fn personality_linux32_changes_the_machine_name() {
+    let c = container(json!({}), "uname -m");
+    c.configure_json(|config| config["linux"]["personality"] = json!({"domain": "LINUX32"}));
+    assert_eq!(c.run().success().stdout, "i686\n");
+}
+
+#[test]
+fn exec_cpu_affinity_final_is_the_process_affinity() {
+    let c = container(
+        json!({"execCPUAffinity": {"initial": "0-1", "final": "1"}}),
+        "grep Cpus_allowed_list /proc/self/status | tr '\\t' ' '",
+    );
+    assert_eq!(c.run().success().stdout, "Cpus_allowed_list: 1\n");
+}
+
+#[test]
 fn cwd_env_and_home_are_set() {
     let c = container(
         json!({"user": {"uid": 1000, "gid": 1000}, "cwd": "/tmp", "env": ["PATH=/bin", "A=1", "A=2"]}),
