@@ -218,6 +218,15 @@ impl EnteredRootfs {
     /// Phase 3, after the console is set up.
     pub fn finish(self, spec: &Spec) -> Result<()> {
         let root = open_root()?;
+        // runc creates a missing cwd, before the root may turn read-only.
+        if let Some(process) = spec.process() {
+            resolve::mkdir_all_in_root(
+                root.as_fd(),
+                process.cwd(),
+                Mode::from_bits_truncate(0o755),
+            )
+            .with_context(|| format!("process.cwd: creating {}", process.cwd().display()))?;
+        }
         for DeferredReadonly(path) in &self.deferred {
             let fd = resolve::open_path_in_root(root.as_fd(), path, true)
                 .with_context(|| format!("open {}", path.display()))?;
