@@ -112,6 +112,10 @@ pub fn remove_cgroup_tree(dir: &Path) -> Result<()> {
 
 /// The pids in `dir` and in every cgroup below it.
 pub fn pids_recursive(dir: &Path, pids: &mut Vec<i32>) -> Result<()> {
+    // A cgroup that was never created (create killed half-way) holds no process.
+    if !dir.exists() {
+        return Ok(());
+    }
     let procs = read(dir, "cgroup.procs")?;
     pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {

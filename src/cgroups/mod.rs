@@ -176,23 +176,25 @@ fn plan(
             .iter()
             .map(|h| {
                 let cgroup = in_hierarchy(&h.controllers)?;
+                let path = layout::cgroup_dir(&h.mount_point, &h.mount_root, &cgroup)?;
                 Ok(CgroupDir {
                     version: Version::V1,
                     mount_point: h.mount_point.clone(),
-                    path: layout::cgroup_dir(&h.mount_point, &h.mount_root, &cgroup)?,
+                    created: will_create(&path),
+                    path,
                     controllers: h.controllers.clone(),
-                    created: false,
                 })
             })
             .collect()
     };
     let v2_dir = |u: &layout::Unified| -> Result<CgroupDir> {
+        let path = layout::cgroup_dir(&u.mount_point, &u.mount_root, &in_hierarchy(&[])?)?;
         Ok(CgroupDir {
             version: Version::V2,
             mount_point: u.mount_point.clone(),
-            path: layout::cgroup_dir(&u.mount_point, &u.mount_root, &in_hierarchy(&[])?)?,
+            created: will_create(&path),
+            path,
             controllers: Vec::new(),
-            created: false,
         })
     };
     let (driver, dirs) = match layout {
@@ -215,6 +217,13 @@ fn plan(
         cgroups_path,
         dirs,
     })
+}
+
+/// A directory that does not exist yet is berth's to create, and to remove:
+/// recorded so before `create`, a handle saved early lets `delete --force`
+/// clean up after a create that was killed half-way.
+fn will_create(path: &Path) -> bool {
+    !path.exists()
 }
 
 /// The directory a resource is written to, and in which format.
@@ -328,6 +337,9 @@ impl Cgroup {
             && dir.path.join("cgroup.kill").exists()
         {
             return fs::write(&dir.path, "cgroup.kill", "1");
+        }
+        if m.pids()?.is_empty() {
+            return Ok(());
         }
         let was_frozen = m.is_frozen()?;
         m.freeze()?;
