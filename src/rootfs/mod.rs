@@ -21,6 +21,8 @@ pub mod resolve;
 mod sys;
 pub mod sysctl;
 
+#[cfg(test)]
+mod root_tests;
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
