@@ -344,3 +344,15 @@ fn mounts_inside_proc_are_refused_except_lxcfs_style_files() {
     .success();
     assert_eq!(out.stdout, "42.00 0.00\n", "{out}");
 }
+
+#[test]
+fn no_pivot_enters_the_rootfs_with_ms_move_and_chroot() {
+    let mut c = Container::new();
+    let script = "test -x /bin/busybox && echo inside; echo marker=$(cat /marker); touch /x 2>/dev/null || echo root-readonly";
+    fs::write(c.bundle.join("rootfs/marker"), "from-the-image\n").unwrap();
+    c.configure(|spec| set_args(spec, &["sh", "-c", script]));
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let out = c.cmd(&["run", "--no-pivot", "--bundle", &bundle, &c.id]).success();
+    assert!(out.stdout.contains("inside\nmarker=from-the-image\nroot-readonly"), "{out}");
+    c.assert_no_leaks();
+}
