@@ -17,6 +17,7 @@ mod exec;
 mod faults;
 mod lifecycle;
 mod process;
+mod rootfs;
 mod soak;
 // One module per spec area, added by the helpers working on them:
 // mod cgroups; mod process; mod rootfs; mod seccomp; mod security;

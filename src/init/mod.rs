@@ -76,6 +76,8 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
             .context("joining a new session keyring")?;
     }
 
+    // Relative bind-mount sources are relative to the bundle, as with runc.
+    nix::unistd::chdir(&args.bundle.dir).context("chdir into the bundle")?;
     let spec = &args.bundle.spec;
     let options = RootfsOptions {
         rootfs: &args.bundle.rootfs,
