@@ -1,1 +1,3 @@
+mod seccomp;
+
 fn main() {}
