@@ -255,3 +255,115 @@ fn decode_instruction(raw: &[u8]) -> sock_filter {
         k: u32::from_ne_bytes([raw[4], raw[5], raw[6], raw[7]]),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn compile_json(config: Value) -> Result<Filter> {
+        compile(&serde_json::from_value(config).expect("config deserializes"))
+    }
+
+    fn error_of(config: Value) -> String {
+        format!("{:#}", compile_json(config).expect_err("config is refused"))
+    }
+
+    #[test]
+    fn unknown_action_or_operator_fails_deserialization_naming_path_and_value() {
+        for (field, bad) in [("action", "SCMP_ACT_BOGUS"), ("op", "SCMP_CMP_BOGUS")] {
+            let mut rule = json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]});
+            if field == "action" {
+                rule["action"] = json!(bad);
+            } else {
+                rule["args"][0]["op"] = json!(bad);
+            }
+            let config = json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, rule]}}});
+            let err = serde_path_to_error::deserialize::<_, oci_spec::runtime::Spec>(config)
+                .expect_err("bad value refused");
+            let message = err.to_string();
+            assert!(message.contains("linux.seccomp.syscalls[1]"), "{message}");
+            assert!(message.contains(bad), "{message}");
+        }
+    }
+
+    #[test]
+    fn notify_as_default_action_is_refused() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+        assert!(err.contains("linux.seccomp.defaultAction"), "{err}");
+    }
+
+    #[test]
+    fn errno_ret_beyond_16_bits_is_refused_naming_the_field() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}));
+        assert!(err.contains("linux.seccomp.syscalls[1]: errnoRet"), "{err}");
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}));
+        assert!(err.contains("linux.seccomp.defaultErrnoRet"), "{err}");
+    }
+
+    #[test]
+    fn argument_index_beyond_five_is_refused_naming_the_arg() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                {"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]}));
+        assert!(
+            err.contains("linux.seccomp.syscalls[0]: args[1]: index: 6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_syscall_name_is_refused() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid", ""], "action": "SCMP_ACT_ERRNO"}]}));
+        assert!(err.contains("linux.seccomp.syscalls[0]: names[1]"), "{err}");
+    }
+
+    #[test]
+    fn unknown_syscall_names_are_skipped() {
+        let filter = compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["berth_no_such_syscall"], "action": "SCMP_ACT_ERRNO"}]}));
+        assert!(filter.is_ok(), "{filter:?}");
+    }
+
+    #[test]
+    fn rule_repeating_the_default_action_is_dropped() {
+        let filter = compile_json(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}));
+        assert!(filter.is_ok(), "{filter:?}");
+    }
+
+    #[test]
+    fn notify_rule_requests_a_listener_and_allows_wait_killable_recv() {
+        let filter = compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}))
+        .expect("compiles");
+        assert!(filter.needs_notify());
+        assert_ne!(
+            filter.flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            0
+        );
+    }
+
+    #[test]
+    fn wait_killable_recv_without_listener_is_dropped() {
+        let filter = compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", "SECCOMP_FILTER_FLAG_LOG"]}))
+        .expect("compiles");
+        assert!(!filter.needs_notify());
+        assert_eq!(filter.flags, libc::SECCOMP_FILTER_FLAG_LOG);
+    }
+
+    #[test]
+    fn every_config_architecture_has_a_libseccomp_name() {
+        for arch in super::super::features::ARCHS {
+            assert!(scmp_arch(arch).is_ok(), "{arch}");
+        }
+    }
+}

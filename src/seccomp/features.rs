@@ -30,7 +30,7 @@ const OPERATORS: [LinuxSeccompOperator; 7] = [
 ];
 
 /// Every architecture the config can name except SCMP_ARCH_NATIVE, which is always in a filter.
-const ARCHS: [Arch; 23] = [
+pub(super) const ARCHS: [Arch; 23] = [
     Arch::ScmpArchX86,
     Arch::ScmpArchX86_64,
     Arch::ScmpArchX32,
@@ -90,4 +90,23 @@ fn supported_archs() -> Vec<Arch> {
 /// Probes with a listener requested, so that flags valid only next to one are accepted.
 fn kernel_supports(flag: LinuxSeccompFilterFlag) -> bool {
     sys::kernel_accepts_flags(flag_bits(flag, true) | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_action_and_operator_and_the_host_support() {
+        let seccomp = crate::seccomp::features();
+        assert_eq!(seccomp.actions().as_ref().map(Vec::len), Some(9));
+        let operators = seccomp.operators().clone().unwrap_or_default();
+        assert_eq!(operators.len(), 7);
+        assert!(operators.contains(&"SCMP_CMP_MASKED_EQ".to_owned()));
+        let archs = seccomp.archs().clone().unwrap_or_default();
+        assert!(archs.contains(&Arch::ScmpArchX86_64), "{archs:?}");
+        assert_eq!(seccomp.known_flags().as_ref().map(Vec::len), Some(4));
+        // Linux >= 5.19 accepts every flag; this host runs 6.x.
+        assert_eq!(seccomp.supported_flags(), seccomp.known_flags());
+    }
 }

@@ -17,3 +17,6 @@ mod sys;
 pub use compile::{Filter, compile};
 pub use features::features;
 pub use notify::send_notify_fd;
+
+#[cfg(test)]
+mod tests;
