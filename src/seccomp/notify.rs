@@ -9,15 +9,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-use oci_spec::runtime::{ContainerProcessState, SECCOMP_FD_NAME, State};
+use oci_spec::runtime::SECCOMP_FD_NAME;
+use serde_json::{Value, json};
 
 /// Sends `notify_fd` to the seccomp agent listening on `listener_path` (a host path: call it
-/// from a process in the host's mount namespace). `metadata` is
-/// `linux.seccomp.listenerMetadata`; `state` must carry the container's pid.
+/// from a process in the host's mount namespace). `state` is the container's state JSON (as
+/// for hooks, with its pid); `metadata` is `linux.seccomp.listenerMetadata`.
 pub fn send_notify_fd(
     listener_path: &Path,
     notify_fd: BorrowedFd,
-    state: &State,
+    state: &Value,
     metadata: Option<&str>,
 ) -> Result<()> {
     let message = process_state_json(state, metadata)?;
@@ -46,13 +47,19 @@ pub fn send_notify_fd(
     (&stream).write_all(&message[sent..]).with_context(sending)
 }
 
-fn process_state_json(state: &State, metadata: Option<&str>) -> Result<Vec<u8>> {
-    let pid = state.pid().context("the container state has no pid yet")?;
-    let mut process_state = ContainerProcessState::default();
-    process_state.set_version(state.version().clone());
-    process_state.set_fds(vec![SECCOMP_FD_NAME.to_owned()]);
-    process_state.set_pid(pid);
-    process_state.set_metadata(metadata.map(str::to_owned));
-    process_state.set_state(state.clone());
+/// The runtime-spec's ContainerProcessState.
+fn process_state_json(state: &Value, metadata: Option<&str>) -> Result<Vec<u8>> {
+    let pid = state["pid"]
+        .as_i64()
+        .context("the container state has no pid yet")?;
+    let mut process_state = json!({
+        "ociVersion": state["ociVersion"],
+        "fds": [SECCOMP_FD_NAME],
+        "pid": pid,
+        "state": state,
+    });
+    if let Some(metadata) = metadata {
+        process_state["metadata"] = metadata.into();
+    }
     serde_json::to_vec(&process_state).context("serializing the container process state")
 }
