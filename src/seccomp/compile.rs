@@ -62,6 +62,35 @@ impl Filter {
     }
 }
 
+impl Filter {
+    /// Flags (u64, little endian), then the instructions as the kernel takes them.
+    pub(super) fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = u64::from(self.flags).to_le_bytes().to_vec();
+        for insn in &self.program {
+            bytes.extend(insn.code.to_ne_bytes());
+            bytes.extend([insn.jt, insn.jf]);
+            bytes.extend(insn.k.to_ne_bytes());
+        }
+        bytes
+    }
+
+    /// The inverse of `to_bytes`; None for anything it could not have written.
+    pub(super) fn from_bytes(bytes: &[u8]) -> Option<Filter> {
+        let (flags, program) = bytes.split_first_chunk::<8>()?;
+        let flags = c_ulong::try_from(u64::from_le_bytes(*flags)).ok()?;
+        let insn_size = size_of::<sock_filter>();
+        let len = program.len() / insn_size;
+        let well_formed = program.len() % insn_size == 0 && (1..=MAX_PROGRAM_LEN).contains(&len);
+        well_formed.then(|| Filter {
+            program: program
+                .chunks_exact(insn_size)
+                .map(decode_instruction)
+                .collect(),
+            flags,
+        })
+    }
+}
+
 /// Validates `linux.seccomp` and compiles it. Errors name the config field. Syscall names
 /// unknown to this libseccomp are skipped, as runc does: profiles list newer syscalls.
 /// (An unknown action, operator, arch or flag name never gets here: deserializing the

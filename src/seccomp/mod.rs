@@ -9,11 +9,13 @@
 // Until src/init and src/cli call into this module on main; remove when wiring it.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
+mod cache;
 mod compile;
 mod features;
 mod notify;
 mod sys;
 
+pub use cache::compile_cached;
 pub use compile::{Filter, compile};
 pub use features::features;
 pub use notify::send_notify_fd;
