@@ -63,9 +63,9 @@ impl Filter {
 }
 
 impl Filter {
-    /// Flags (u64, little endian), then the instructions as the kernel takes them.
+    /// Flags (a native c_ulong), then the instructions as the kernel takes them.
     pub(super) fn to_bytes(&self) -> Vec<u8> {
-        let mut bytes = u64::from(self.flags).to_le_bytes().to_vec();
+        let mut bytes = self.flags.to_ne_bytes().to_vec();
         for insn in &self.program {
             bytes.extend(insn.code.to_ne_bytes());
             bytes.extend([insn.jt, insn.jf]);
@@ -76,8 +76,8 @@ impl Filter {
 
     /// The inverse of `to_bytes`; None for anything it could not have written.
     pub(super) fn from_bytes(bytes: &[u8]) -> Option<Filter> {
-        let (flags, program) = bytes.split_first_chunk::<8>()?;
-        let flags = c_ulong::try_from(u64::from_le_bytes(*flags)).ok()?;
+        let (flags, program) = bytes.split_first_chunk::<{ size_of::<c_ulong>() }>()?;
+        let flags = c_ulong::from_ne_bytes(*flags);
         let insn_size = size_of::<sock_filter>();
         let len = program.len() / insn_size;
         let well_formed = program.len() % insn_size == 0 && (1..=MAX_PROGRAM_LEN).contains(&len);
