@@ -123,9 +123,7 @@ pub fn compile(config: &LinuxSeccomp) -> Result<Filter> {
         "linux.seccomp: the filter compiles to {} BPF instructions, the kernel takes at most {MAX_PROGRAM_LEN}",
         program.len()
     );
-    let needs_notify = syscalls
-        .iter()
-        .any(|rule| rule.action() == LinuxSeccompAction::ScmpActNotify);
+    let needs_notify = check_notify(config, syscalls)?;
     let mut flags = 0;
     if needs_notify {
         flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
@@ -134,6 +132,33 @@ pub fn compile(config: &LinuxSeccomp) -> Result<Filter> {
         flags |= flag_bits(*flag, needs_notify);
     }
     Ok(Filter { program, flags })
+}
+
+/// Whether some rule notifies, and if so that the agent can be reached and the init can
+/// still report to its parent (both as runc requires).
+fn check_notify(config: &LinuxSeccomp, syscalls: &[LinuxSyscall]) -> Result<bool> {
+    let mut notifying = syscalls
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| rule.action() == LinuxSeccompAction::ScmpActNotify)
+        .peekable();
+    let Some((first, _)) = notifying.peek() else {
+        return Ok(false);
+    };
+    ensure!(
+        config.listener_path().is_some(),
+        "linux.seccomp.listenerPath: not set, but linux.seccomp.syscalls[{first}] uses SCMP_ACT_NOTIFY"
+    );
+    // The init writes to its parent after loading the filter; a notified write would wait
+    // for an agent that has not been given the fd yet.
+    if let Some((i, _)) =
+        notifying.find(|(_, rule)| rule.names().iter().any(|name| name == "write"))
+    {
+        anyhow::bail!(
+            "linux.seccomp.syscalls[{i}]: SCMP_ACT_NOTIFY cannot be used for the write syscall"
+        );
+    }
+    Ok(true)
 }
 
 /// The seccomp(2) bits for a config flag.
@@ -370,6 +395,7 @@ mod tests {
     #[test]
     fn notify_rule_requests_a_listener_and_allows_wait_killable_recv() {
         let filter = compile_json(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
             "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
             "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]}))
         .expect("compiles");
@@ -378,6 +404,25 @@ mod tests {
             filter.flags & libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
             0
         );
+    }
+
+    #[test]
+    fn notify_needs_a_listener_path() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["getpid"], "action": "SCMP_ACT_NOTIFY"}]}));
+        assert!(err.contains("linux.seccomp.listenerPath"), "{err}");
+        assert!(err.contains("syscalls[1]"), "{err}");
+    }
+
+    #[test]
+    fn notify_on_write_is_refused_as_runc_does() {
+        let err = error_of(json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock", "syscalls": [
+            {"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"},
+            {"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]}));
+        assert!(err.contains("linux.seccomp.syscalls[1]"), "{err}");
+        assert!(err.contains("write"), "{err}");
     }
 
     #[test]
