@@ -60,9 +60,7 @@ impl Filter {
             )
         })
     }
-}
 
-impl Filter {
     /// Flags (a native c_ulong), then the instructions as the kernel takes them.
     pub(super) fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = self.flags.to_ne_bytes().to_vec();
@@ -109,6 +107,7 @@ pub fn compile(config: &LinuxSeccomp) -> Result<Filter> {
         added.with_context(|| format!("linux.seccomp.architectures[{i}]: {arch}"))?;
     }
     let syscalls = config.syscalls().as_deref().unwrap_or_default();
+    let needs_notify = check_notify(config, syscalls)?;
     if syscalls.len() > BINARY_TREE_MIN_RULES {
         ctx.set_ctl_optimize(OPTIMIZE_BINARY_TREE)
             .context("enabling libseccomp's binary tree optimization")?;
@@ -123,7 +122,6 @@ pub fn compile(config: &LinuxSeccomp) -> Result<Filter> {
         "linux.seccomp: the filter compiles to {} BPF instructions, the kernel takes at most {MAX_PROGRAM_LEN}",
         program.len()
     );
-    let needs_notify = check_notify(config, syscalls)?;
     let mut flags = 0;
     if needs_notify {
         flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;

@@ -5,6 +5,10 @@
 //! kernel filter flag is available whatever the libseccomp version (Debian 12 ships 2.5.4,
 //! which knows no WAIT_KILLABLE_RECV), and so the notify fd comes straight back from the
 //! kernel (SECCOMP_FILTER_FLAG_NEW_LISTENER) as runc does.
+//!
+//! A `Filter` is plain memory: compile it (or take it from the on-disk cache with
+//! `compile_cached`) in the runtime before cloning the init, so config errors surface before
+//! any namespace work, and load it in the init just before it execs.
 
 // Until src/init and src/cli call into this module on main; remove when wiring it.
 #![cfg_attr(not(test), allow(dead_code, unused_imports))]
