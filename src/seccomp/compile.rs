@@ -15,7 +15,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator, LinuxSyscall,
 };
 
-use super::sys;
+use super::{enosys, sys};
 
 /// Linux syscalls take at most six arguments.
 const MAX_SYSCALL_ARGS: usize = 6;
@@ -116,7 +116,8 @@ pub fn compile(config: &LinuxSeccomp) -> Result<Filter> {
         add_rule(&mut ctx, rule, default_action)
             .with_context(|| format!("linux.seccomp.syscalls[{i}]"))?;
     }
-    let program = export_program(&ctx)?;
+    let mut program = enosys::stub(config)?;
+    program.extend(export_program(&ctx)?);
     ensure!(
         program.len() <= MAX_PROGRAM_LEN,
         "linux.seccomp: the filter compiles to {} BPF instructions, the kernel takes at most {MAX_PROGRAM_LEN}",

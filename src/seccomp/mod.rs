@@ -15,6 +15,7 @@
 
 mod cache;
 mod compile;
+mod enosys;
 mod features;
 mod notify;
 mod sys;

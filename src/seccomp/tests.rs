@@ -273,6 +273,46 @@ fn extra_architectures_and_flags_load() {
     assert_eq!(exited(run_filtered(filter, |_| getppid_errno(0, 0))), 66);
 }
 
+/// Runs raw syscall `nr` without arguments; returns the errno, or 0 on success.
+fn syscall_errno(nr: libc::c_long) -> i32 {
+    // SAFETY: only called under filters that refuse `nr` before the kernel runs it.
+    let ret = unsafe { libc::syscall(nr, 0, 0, 0, 0) };
+    if ret < 0 {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(-1)
+    } else {
+        0
+    }
+}
+
+/// Under an allow-list profile with `architectures`, getpid (older than the profile's
+/// exit_group) must get the default EPERM; returns the errno of set_mempolicy_home_node
+/// (newer than every syscall the profile names), or 255 when getpid got something else.
+fn new_syscall_errno(architectures: Value) -> i32 {
+    let filter = filter(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": architectures,
+        "syscalls": [{"names": ["exit", "exit_group"], "action": "SCMP_ACT_ALLOW"}],
+    }));
+    exited(run_filtered(filter, |_| {
+        if syscall_errno(libc::SYS_getpid) != libc::EPERM {
+            return 255;
+        }
+        syscall_errno(libc::SYS_set_mempolicy_home_node)
+    }))
+}
+
+#[test]
+fn syscalls_newer_than_the_profile_fail_with_enosys_as_in_runc() {
+    let all = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]);
+    assert_eq!(new_syscall_errno(all), libc::ENOSYS);
+    assert_eq!(new_syscall_errno(json!(["SCMP_ARCH_X86_64"])), libc::ENOSYS);
+}
+
+#[test]
+fn without_architectures_there_is_no_enosys_stub_as_in_runc() {
+    assert_eq!(new_syscall_errno(json!([])), libc::EPERM);
+}
+
 /// Receives the hand-off message on `listener`: the ContainerProcessState and the fd.
 fn receive_notify_fd(listener: &UnixListener) -> (ContainerProcessState, OwnedFd) {
     let (stream, _) = listener.accept().expect("accept");
