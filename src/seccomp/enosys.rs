@@ -138,35 +138,7 @@ fn jump(op: u32, k: u32, jt: To, jf: To) -> Insn {
 /// Per architecture: check the arch, load the number, compare with the profile's last one.
 /// Then `ret ERRNO(ENOSYS)`; libseccomp's program follows and checks the arch again itself.
 fn assemble(limits: &[Limits]) -> Result<Vec<sock_filter>> {
-    let mut blocks: Vec<Vec<Insn>> = Vec::new();
-    for limit in limits {
-        let mut block = vec![
-            load(ARCH_OFFSET),
-            jump(libc::BPF_JEQ, limit.audit_arch, To::Skip(0), To::NextArch),
-            load(NR_OFFSET),
-        ];
-        let above = |last| jump(libc::BPF_JGT, last, To::Enosys, To::Filter);
-        match (limit.native, limit.x32) {
-            (Some(native), Some(x32)) => block.extend([
-                jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Skip(1), To::Skip(0)),
-                above(native),
-                above(x32),
-            ]),
-            // On x86_64 the other ABI is left to the filter, unstubbed.
-            (Some(native), None) if limit.audit_arch == Arch::ScmpArchX86_64 as u32 => block
-                .extend([
-                    jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Filter, To::Skip(0)),
-                    above(native),
-                ]),
-            (Some(native), None) => block.push(above(native)),
-            (None, Some(x32)) => block.extend([
-                jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Skip(0), To::Filter),
-                above(x32),
-            ]),
-            (None, None) => continue,
-        }
-        blocks.push(block);
-    }
+    let blocks: Vec<Vec<Insn>> = limits.iter().filter_map(arch_check).collect();
     if blocks.is_empty() {
         return Ok(Vec::new());
     }
@@ -207,6 +179,36 @@ fn assemble(limits: &[Limits]) -> Result<Vec<sock_filter>> {
         k: ret_enosys,
     });
     Ok(program)
+}
+
+/// The checks for one audit architecture; None when it has no limit to check.
+fn arch_check(limit: &Limits) -> Option<Vec<Insn>> {
+    let mut block = vec![
+        load(ARCH_OFFSET),
+        jump(libc::BPF_JEQ, limit.audit_arch, To::Skip(0), To::NextArch),
+        load(NR_OFFSET),
+    ];
+    let above = |last| jump(libc::BPF_JGT, last, To::Enosys, To::Filter);
+    let is_x86_64 = limit.audit_arch == Arch::ScmpArchX86_64 as u32;
+    match (limit.native, limit.x32) {
+        (Some(native), Some(x32)) => block.extend([
+            jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Skip(1), To::Skip(0)),
+            above(native),
+            above(x32),
+        ]),
+        // On x86_64 an ABI the profile does not list is left to libseccomp's program.
+        (Some(native), None) if is_x86_64 => block.extend([
+            jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Filter, To::Skip(0)),
+            above(native),
+        ]),
+        (Some(native), None) => block.push(above(native)),
+        (None, Some(x32)) => block.extend([
+            jump(libc::BPF_JSET, X32_SYSCALL_BIT, To::Skip(0), To::Filter),
+            above(x32),
+        ]),
+        (None, None) => return None,
+    }
+    Some(block)
 }
 
 #[cfg(test)]
