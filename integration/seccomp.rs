@@ -40,9 +40,9 @@ fn mkdir_rule(action: &str, errno: Option<u32>) -> Value {
 
 #[test]
 fn errno_rule_fails_the_syscall_with_errno_ret() {
-    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", Some(36)), "mkdir /dev/shm/d");
+    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", Some(36)), "mkdir /dev/seccomp-test");
     assert!(output.stderr.contains("File name too long"), "{output}");
-    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", None), "mkdir /dev/shm/d");
+    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", None), "mkdir /dev/seccomp-test");
     assert!(
         output.stderr.contains("Operation not permitted"),
         "{output}"
@@ -57,14 +57,14 @@ fn kill_and_trap_actions_kill_the_process_with_sigsys() {
         "SCMP_ACT_KILL_PROCESS",
         "SCMP_ACT_TRAP",
     ] {
-        let output = run_under(mkdir_rule(action, None), "mkdir /dev/shm/d");
+        let output = run_under(mkdir_rule(action, None), "mkdir /dev/seccomp-test");
         assert_eq!(output.code, KILLED_BY_SIGSYS, "{action}:\n{output}");
     }
 }
 
 #[test]
 fn trace_without_a_tracer_fails_with_enosys() {
-    let output = run_under(mkdir_rule("SCMP_ACT_TRACE", Some(1)), "mkdir /dev/shm/d");
+    let output = run_under(mkdir_rule("SCMP_ACT_TRACE", Some(1)), "mkdir /dev/seccomp-test");
     assert!(
         output.stderr.contains("Function not implemented"),
         "{output}"
@@ -80,7 +80,7 @@ fn log_and_allow_rules_let_the_syscall_run() {
             "syscalls": [{"names": allowed_syscalls(), "action": "SCMP_ACT_ALLOW"},
                          {"names": ["mkdir", "mkdirat"], "action": action}],
         }));
-        let output = container.run_args(&["sh", "-c", "mkdir /dev/shm/d && echo made"]);
+        let output = container.run_args(&["sh", "-c", "mkdir /dev/seccomp-test && echo made"]);
         assert_eq!(output.stdout, "made\n", "{action}:\n{output}");
     }
 }
@@ -93,7 +93,7 @@ fn default_action_applies_default_errno_ret_to_unlisted_syscalls() {
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         "syscalls": [{"names": allowed_syscalls(), "action": "SCMP_ACT_ALLOW"}],
     }));
-    let output = container.run_args(&["sh", "-c", "mkdir /dev/shm/d"]);
+    let output = container.run_args(&["sh", "-c", "mkdir /dev/seccomp-test"]);
     assert!(output.stderr.contains("File name too long"), "{output}");
 }
 
@@ -140,7 +140,7 @@ fn every_operator_matches_the_argument_as_specified() {
 fn unknown_syscall_names_are_skipped() {
     let rules = json!([{"names": ["berth_no_such_syscall", "mkdir", "mkdirat"],
                         "action": "SCMP_ACT_ERRNO", "errnoRet": 36}]);
-    let output = run_under(rules, "mkdir /dev/shm/d");
+    let output = run_under(rules, "mkdir /dev/seccomp-test");
     assert!(output.stderr.contains("File name too long"), "{output}");
 }
 
@@ -153,7 +153,7 @@ fn every_filter_flag_is_accepted() {
                   "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
         "syscalls": mkdir_rule("SCMP_ACT_ERRNO", Some(36)),
     }));
-    let output = container.run_args(&["sh", "-c", "mkdir /dev/shm/d"]);
+    let output = container.run_args(&["sh", "-c", "mkdir /dev/seccomp-test"]);
     assert!(output.stderr.contains("File name too long"), "{output}");
 }
 
@@ -317,7 +317,7 @@ fn notify_hands_the_fd_to_the_agent_which_answers_the_syscall() {
         linux.set_seccomp(Some(seccomp));
     });
     let agent = spawn_agent(&socket);
-    let output = container.run_args(&["sh", "-c", "mkdir /dev/shm/d"]);
+    let output = container.run_args(&["sh", "-c", "mkdir /dev/seccomp-test"]);
     let report = agent.join().expect("agent thread");
     assert!(
         output.stderr.contains("Invalid cross-device link"),
