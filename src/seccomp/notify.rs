@@ -13,15 +13,17 @@ use oci_spec::runtime::SECCOMP_FD_NAME;
 use serde_json::{Value, json};
 
 /// Sends `notify_fd` to the seccomp agent listening on `listener_path` (a host path: call it
-/// from a process in the host's mount namespace). `state` is the container's state JSON (as
-/// for hooks, with its pid); `metadata` is `linux.seccomp.listenerMetadata`.
+/// from a process in the host's mount namespace). `pid` is the filtered process (the init, or
+/// an `exec` process); `state` is the container's state JSON as for hooks; `metadata` is
+/// `linux.seccomp.listenerMetadata`.
 pub fn send_notify_fd(
     listener_path: &Path,
     notify_fd: BorrowedFd,
+    pid: i32,
     state: &Value,
     metadata: Option<&str>,
 ) -> Result<()> {
-    let message = process_state_json(state, metadata)?;
+    let message = process_state_json(pid, state, metadata)?;
     let stream = UnixStream::connect(listener_path).with_context(|| {
         format!(
             "connecting to the seccomp listener {}",
@@ -48,10 +50,7 @@ pub fn send_notify_fd(
 }
 
 /// The runtime-spec's ContainerProcessState.
-fn process_state_json(state: &Value, metadata: Option<&str>) -> Result<Vec<u8>> {
-    let pid = state["pid"]
-        .as_i64()
-        .context("the container state has no pid yet")?;
+fn process_state_json(pid: i32, state: &Value, metadata: Option<&str>) -> Result<Vec<u8>> {
     let mut process_state = json!({
         "ociVersion": state["ociVersion"],
         "fds": [SECCOMP_FD_NAME],

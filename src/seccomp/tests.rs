@@ -363,7 +363,13 @@ fn notify_hands_the_fd_to_the_listener_which_answers_the_syscall() {
             unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             let code = match filter.load() {
                 Ok(Some(fd)) => {
-                    match super::send_notify_fd(&socket_path, fd.as_fd(), &state, Some("meta")) {
+                    match super::send_notify_fd(
+                        &socket_path,
+                        fd.as_fd(),
+                        1234,
+                        &state,
+                        Some("meta"),
+                    ) {
                         // SAFETY: getppid has no side effects; the agent answers it.
                         Ok(()) => unsafe { libc::syscall(libc::SYS_getppid) as i32 },
                         Err(_) => 101,
@@ -380,7 +386,8 @@ fn notify_hands_the_fd_to_the_listener_which_answers_the_syscall() {
     let (process_state, notify_fd) = receive_notify_fd(&listener);
     assert_eq!(process_state.fds(), &vec!["seccompFd".to_owned()]);
     assert_eq!(process_state.metadata().as_deref(), Some("meta"));
-    assert_eq!(process_state.pid(), &1234);
+    assert_eq!(process_state.pid(), &4321);
+    assert_eq!(process_state.state().pid(), &Some(1234));
     assert_eq!(process_state.state().id(), "seccomp-notify-test");
     assert_eq!(process_state.version(), "1.3.0");
 
@@ -483,25 +490,11 @@ fn docker_sized_profile_compiles_and_loads_within_budget() {
 }
 
 #[test]
-fn pid_is_needed_for_the_notify_hand_off() {
-    let state = json!({"ociVersion": "1.3.0", "id": "no-pid"});
-    let fd = std::fs::File::open("/dev/null").expect("/dev/null");
-    let err = super::send_notify_fd(
-        std::path::Path::new("/nonexistent"),
-        fd.as_fd(),
-        &state,
-        None,
-    )
-    .expect_err("no pid");
-    assert!(err.to_string().contains("pid"), "{err:#}");
-}
-
-#[test]
 fn unreachable_listener_is_an_error_naming_it() {
     let state = json!({"pid": 1});
     let fd = std::fs::File::open("/dev/null").expect("/dev/null");
     let path = std::path::Path::new("/nonexistent/berth-listener.sock");
-    let err = super::send_notify_fd(path, fd.as_fd(), &state, None).expect_err("no listener");
+    let err = super::send_notify_fd(path, fd.as_fd(), 1, &state, None).expect_err("no listener");
     assert!(
         format!("{err:#}").contains("/nonexistent/berth-listener.sock"),
         "{err:#}"
