@@ -363,13 +363,12 @@ fn notify_hands_the_fd_to_the_listener_which_answers_the_syscall() {
             unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             let code = match filter.load() {
                 Ok(Some(fd)) => {
-                    match super::send_notify_fd(
-                        &socket_path,
-                        fd.as_fd(),
-                        1234,
-                        &state,
-                        Some("meta"),
-                    ) {
+                    let sent =
+                        super::send_notify_fd(&socket_path, fd.as_fd(), 4321, &state, Some("meta"));
+                    // Our copy would keep the listener alive: were the agent to die, the
+                    // trapped syscall below must fail (ENOSYS) rather than wait forever.
+                    drop(fd);
+                    match sent {
                         // SAFETY: getppid has no side effects; the agent answers it.
                         Ok(()) => unsafe { libc::syscall(libc::SYS_getppid) as i32 },
                         Err(_) => 101,
