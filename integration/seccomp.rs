@@ -40,9 +40,15 @@ fn mkdir_rule(action: &str, errno: Option<u32>) -> Value {
 
 #[test]
 fn errno_rule_fails_the_syscall_with_errno_ret() {
-    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", Some(36)), "mkdir /dev/seccomp-test");
+    let output = run_under(
+        mkdir_rule("SCMP_ACT_ERRNO", Some(36)),
+        "mkdir /dev/seccomp-test",
+    );
     assert!(output.stderr.contains("File name too long"), "{output}");
-    let output = run_under(mkdir_rule("SCMP_ACT_ERRNO", None), "mkdir /dev/seccomp-test");
+    let output = run_under(
+        mkdir_rule("SCMP_ACT_ERRNO", None),
+        "mkdir /dev/seccomp-test",
+    );
     assert!(
         output.stderr.contains("Operation not permitted"),
         "{output}"
@@ -64,7 +70,10 @@ fn kill_and_trap_actions_kill_the_process_with_sigsys() {
 
 #[test]
 fn trace_without_a_tracer_fails_with_enosys() {
-    let output = run_under(mkdir_rule("SCMP_ACT_TRACE", Some(1)), "mkdir /dev/seccomp-test");
+    let output = run_under(
+        mkdir_rule("SCMP_ACT_TRACE", Some(1)),
+        "mkdir /dev/seccomp-test",
+    );
     assert!(
         output.stderr.contains("Function not implemented"),
         "{output}"
@@ -329,4 +338,14 @@ fn notify_hands_the_fd_to_the_agent_which_answers_the_syscall() {
     assert_eq!(state["metadata"], "berth-test-metadata", "{state}");
     assert_eq!(state["state"]["id"], container.id.as_str(), "{state}");
     assert!(state["pid"].as_i64().is_some_and(|pid| pid > 0), "{state}");
+}
+
+#[test]
+fn exec_processes_are_filtered_too() {
+    let rules = mkdir_rule("SCMP_ACT_ERRNO", Some(36));
+    let mut container = with_seccomp(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+    container.start_sleeper();
+    let output = container.exec(&[], &["mkdir", "/dev/seccomp-test"]);
+    assert!(output.stderr.contains("File name too long"), "{output}");
+    container.kill("KILL").success();
 }
