@@ -90,6 +90,26 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Change a container's resource limits
+    Update {
+        #[command(flatten)]
+        resources: crate::cgroups::UpdateArgs,
+        id: String,
+    },
+    /// Stream a container's stats and OOM events as JSON
+    Events {
+        /// Time between stats events
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        id: String,
+    },
     /// Describe what this build of berth supports (runtime-spec features.md)
     Features,
 }

@@ -31,7 +31,7 @@ pub struct ExecRequest {
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let (init_pidfd, join) = {
+    let (init_pidfd, join, cgroup) = {
         // The lock is held only while checking: a long foreground exec must
         // not block kill or delete.
         let container = Container::load(root, id)?;
@@ -39,7 +39,12 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         if !status.can_exec() {
             bail!("cannot exec in container {id}: it is {}", status.name());
         }
-        (container.init_pidfd()?, namespaces_to_join(&container))
+        let cgroup = container.state.cgroup_manager()?;
+        (
+            container.init_pidfd()?,
+            namespaces_to_join(&container),
+            cgroup,
+        )
     };
     let (console_for_child, console_receiver) = console_pair(&request)?;
     let signals = (!request.detach)
@@ -67,6 +72,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, console_for_child));
+    if let Some(cgroup) = &cgroup {
+        cgroup.add_process(pid.as_raw())?;
+    }
     process::set_initial_cpu_affinity(pid, &request.process)?;
 
     channel.send(&Message::Go {

@@ -7,6 +7,7 @@ mod exec;
 mod foreground;
 mod kill;
 mod query;
+mod resources;
 mod run;
 mod start;
 pub mod state;
@@ -23,6 +24,7 @@ pub use delete::delete;
 pub use exec::{ExecRequest, exec};
 pub use kill::{kill, parse_signal};
 pub use query::{list, ps, state};
+pub use resources::{events, pause, resume, update};
 pub use run::{RunOptions, run};
 pub use start::start;
 

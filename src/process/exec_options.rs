@@ -33,6 +33,12 @@ pub struct ExecOptions {
     /// set the no new privileges value for the process
     #[arg(long)]
     pub no_new_privs: bool,
+    /// AppArmor profile for the process (rejected: berth has no AppArmor support)
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// SELinux label for the process (rejected: berth has no SELinux support)
+    #[arg(long)]
+    pub process_label: Option<String>,
     /// the command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
@@ -98,6 +104,13 @@ fn from_flags(opts: &ExecOptions, container_process: &Process) -> Result<Process
     }
     if opts.no_new_privs {
         process.set_no_new_privileges(Some(true));
+    }
+    // Accepted like runc's flags so that validate() explains why they cannot be honoured.
+    if opts.apparmor.is_some() {
+        process.set_apparmor_profile(opts.apparmor.clone());
+    }
+    if opts.process_label.is_some() {
+        process.set_selinux_label(opts.process_label.clone());
     }
     add_capabilities(&mut process, &opts.caps)?;
     Ok(process)
@@ -221,6 +234,22 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "--user \"root\": uid \"root\" is not a number"
+        );
+    }
+
+    #[test]
+    fn security_label_flags_are_explained() {
+        let opts = parse(&["id", "--apparmor", "unconfined", "sh"]);
+        let error = exec_process(&opts, &container_process()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "process.apparmorProfile: AppArmor is not supported by berth"
+        );
+        let opts = parse(&["id", "--process-label", "x", "sh"]);
+        let error = exec_process(&opts, &container_process()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "process.selinuxLabel: SELinux is not supported by berth"
         );
     }
 

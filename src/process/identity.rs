@@ -4,14 +4,14 @@
 
 use std::str::FromStr;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, ensure};
 use caps::{CapSet, Capability as KernelCap, CapsHashSet};
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, User};
 
 /// The five capability sets converted to the caps crate's type, with the capabilities the running
 /// kernel does not know already removed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CapabilityPlan {
     bounding: CapsHashSet,
     effective: CapsHashSet,
@@ -36,14 +36,12 @@ pub fn plan_capabilities(capabilities: &LinuxCapabilities) -> Result<CapabilityP
                 unknown.push(format!("CAP_{cap}"));
                 continue;
             };
-            if !held.contains(&kernel_cap) {
-                bail!(
-                    "process.capabilities.{name}: {kernel_cap} is not in berth's own bounding set \
-                     (the host withholds it), so it cannot be granted"
-                );
-            } else {
-                converted.insert(kernel_cap);
-            }
+            ensure!(
+                held.contains(&kernel_cap),
+                "process.capabilities.{name}: {kernel_cap} is not in berth's own bounding set \
+                 (the host withholds it), so it cannot be granted"
+            );
+            converted.insert(kernel_cap);
         }
         if !unknown.is_empty() {
             unknown.sort();

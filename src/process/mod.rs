@@ -30,8 +30,11 @@ pub use exec::{ExecPlan, prepare_exec};
 pub use exec_options::{ExecOptions, exec_process};
 pub use validate::validate;
 
-/// Everything but seccomp and execve, in the documented order.
+/// Everything but seccomp and execve, in the documented order. `validate` runs first again:
+/// `berth exec` and a parent that skipped it must not get a half-applied process from a bad
+/// config.
 pub fn apply(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
+    validate(process, personality)?;
     prepare(process, personality)?;
     assume_identity(process)
 }

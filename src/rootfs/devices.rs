@@ -123,7 +123,7 @@ pub fn dev_is_bind_mounted(mounts: &[Mount]) -> bool {
 }
 
 /// Remove whatever non-directory entry `name` is (a symlink is removed, never followed).
-fn remove_existing(parent: BorrowedFd<'_>, name: &OsString) -> Result<()> {
+pub fn remove_existing(parent: BorrowedFd<'_>, name: &OsString) -> Result<()> {
     match fstatat(parent, Path::new(name), AtFlags::AT_SYMLINK_NOFOLLOW) {
         Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("fstatat {name:?}")),

@@ -21,6 +21,9 @@ pub mod resolve;
 mod sys;
 pub mod sysctl;
 
+#[cfg(test)]
+mod root_tests;
+
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -28,15 +31,17 @@ use anyhow::{Context, Result, bail};
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 use procfs::process::{MountOptFields, Process};
 
 use devices::{
     DeviceStrategy, create_device, create_link, default_links, dev_is_bind_mounted, devices_for,
+    remove_existing,
 };
 use mount::{DeferredReadonly, attach, mount_entry};
-use resolve::{clean_components, create_file_at, parent_in_root};
+use resolve::{create_file_at, parent_in_root};
 use sys::MountAttr;
 
 pub struct RootfsOptions<'a> {
@@ -218,6 +223,15 @@ impl EnteredRootfs {
     /// Phase 3, after the console is set up.
     pub fn finish(self, spec: &Spec) -> Result<()> {
         let root = open_root()?;
+        // runc creates a missing cwd, before the root may turn read-only.
+        if let Some(process) = spec.process() {
+            resolve::mkdir_all_in_root(
+                root.as_fd(),
+                process.cwd(),
+                Mode::from_bits_truncate(0o755),
+            )
+            .with_context(|| format!("process.cwd: creating {}", process.cwd().display()))?;
+        }
         for DeferredReadonly(path) in &self.deferred {
             let fd = resolve::open_path_in_root(root.as_fd(), path, true)
                 .with_context(|| format!("open {}", path.display()))?;
@@ -260,37 +274,18 @@ pub fn bind_console(pty_slave: &Path) -> Result<()> {
         .with_context(|| format!("open pty {}", pty_slave.display()))?;
     let st = fstat(slave.as_fd()).context("fstat pty")?;
     let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
-    let on_devpts = nix::sys::statfs::fstatfs(slave.as_fd())
-        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::DEVPTS_SUPER_MAGIC);
+    let on_devpts =
+        fstatfs(slave.as_fd()).is_ok_and(|fs| fs.filesystem_type() == DEVPTS_SUPER_MAGIC);
     if !is_chr || !on_devpts {
         bail!("{} is not a pty on devpts", pty_slave.display());
     }
     let console = Path::new("/dev/console");
     let (parent, name) = parent_in_root(root.as_fd(), console)?;
-    let existing = nix::sys::stat::fstatat(
-        parent.as_fd(),
-        Path::new(&name),
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    );
-    let keep = existing.is_ok_and(|st| {
-        matches!(
-            SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT,
-            SFlag::S_IFREG | SFlag::S_IFCHR
-        )
-    });
-    if !keep {
-        match nix::unistd::unlinkat(
-            parent.as_fd(),
-            Path::new(&name),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(e).context("remove the existing /dev/console"),
-        }
-    }
+    // Whatever the image has there (a symlink to a host path, say) goes; a fresh empty file
+    // is the mount point.
+    remove_existing(parent.as_fd(), &name).context("remove the image's /dev/console")?;
     let target = create_file_at(parent.as_fd(), &name)?;
     let clone = sys::open_tree_fd(slave.as_fd(), libc::OPEN_TREE_CLONE).context("open_tree pty")?;
     attach(root.as_fd(), &clone, &target, console).context("bind the pty onto /dev/console")?;
-    debug_assert_eq!(clean_components(console), ["dev", "console"]);
     Ok(())
 }

@@ -3,13 +3,14 @@
 //! move_mount, and check that the destination path now shows exactly that mount.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::sys::statfs::PROC_SUPER_MAGIC;
 use oci_spec::runtime::Mount;
 
 use super::options::{MountPlan, parse_options};
@@ -58,6 +59,12 @@ pub fn mount_entry(root: BorrowedFd<'_>, entry: &Mount) -> Result<Option<Deferre
         (new_filesystem(typ, source, &plan)?, Kind::Dir)
     };
     let target = ensure_in_root(root, dest, kind, true)?;
+    let inside = path_inside(root, target.as_fd())?;
+    let source_is_proc = plan.bind
+        && entry.source().as_deref().is_some_and(|s| {
+            nix::sys::statfs::statfs(s).is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC)
+        });
+    check_proc_destination(&inside, typ, source_is_proc)?;
     if plan.tmpcopyup {
         super::copyup::copy_dir_contents(target.as_fd(), detached.as_fd())
             .context("tmpcopyup: copy the destination's contents into the tmpfs")?;
@@ -65,6 +72,59 @@ pub fn mount_entry(root: BorrowedFd<'_>, entry: &Mount) -> Result<Option<Deferre
     attach(root, &detached, &target, dest)?;
     apply_propagation(detached.as_fd(), &plan)?;
     Ok(deferred)
+}
+
+/// Where `fd` ended up, as a path inside `root` (both resolved by the kernel through the host's
+/// /proc, which the container cannot influence before pivot_root).
+fn path_inside(root: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> Result<PathBuf> {
+    let link = |fd: BorrowedFd<'_>| {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .context("readlink /proc/self/fd")
+    };
+    let (root_path, path) = (link(root)?, link(fd)?);
+    let inside = path
+        .strip_prefix(&root_path)
+        .context("mount destination outside the rootfs")?;
+    Ok(Path::new("/").join(inside))
+}
+
+/// Files under /proc that may be mounted over (what lxcfs provides), as runc allows.
+const PROC_MOUNTABLE: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/pressure/cpu",
+    "/proc/pressure/io",
+    "/proc/pressure/memory",
+    "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/kernel/random/boot_id",
+];
+
+/// Refuse mounts that would hide or replace parts of /proc berth and the kernel rely on (e.g.
+/// /proc/self/attr for LSM labels), the CVE-2019-16884 class. `/proc` itself takes procfs only.
+pub fn check_proc_destination(
+    inside: &Path,
+    typ: Option<&str>,
+    source_is_proc: bool,
+) -> Result<()> {
+    if inside == Path::new("/proc") {
+        if typ == Some("proc") || source_is_proc {
+            return Ok(());
+        }
+        bail!("/proc can only be mounted with procfs");
+    }
+    if inside.starts_with("/proc") && !PROC_MOUNTABLE.iter().any(|p| inside == Path::new(p)) {
+        bail!(
+            "{} cannot be mounted because it is inside /proc",
+            inside.display()
+        );
+    }
+    Ok(())
 }
 
 /// proc and sysfs must never be mounted through a symlink (runc refuses too): an image could
@@ -202,4 +262,24 @@ fn remount(root: BorrowedFd<'_>, dest: &Path, plan: &MountPlan) -> Result<()> {
         .with_context(|| format!("remount {}", dest.display()))?;
     }
     apply_propagation(target.as_fd(), plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_procfs_and_lxcfs_style_files_go_on_proc() {
+        let check = |path: &str, typ: Option<&str>, proc_source: bool| {
+            check_proc_destination(Path::new(path), typ, proc_source)
+        };
+        assert!(check("/proc", Some("proc"), false).is_ok());
+        assert!(check("/proc", Some("bind"), true).is_ok());
+        assert!(check("/proc", Some("tmpfs"), false).is_err());
+        assert!(check("/proc/cpuinfo", Some("bind"), false).is_ok());
+        assert!(check("/proc/self/attr", Some("tmpfs"), false).is_err());
+        assert!(check("/proc/sys", Some("bind"), false).is_err());
+        assert!(check("/procfoo", Some("tmpfs"), false).is_ok());
+        assert!(check("/sys", Some("sysfs"), false).is_ok());
+    }
 }

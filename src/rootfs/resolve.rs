@@ -12,8 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-use nix::sys::stat::{Mode, mkdirat};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2, readlinkat};
+use nix::sys::stat::{Mode, SFlag, fstatat, mkdirat};
 
 /// What to create when a destination does not exist yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,36 +84,56 @@ fn open_created(parent: BorrowedFd<'_>, name: &OsString, flags: OFlag) -> nix::R
     openat2(parent, Path::new(name), how)
 }
 
+/// How many dangling symlinks creation follows before giving up (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// The path a dangling symlink `parts[i]` (whose target is `target`) stands for, with the rest
+/// of the path appended, still to be resolved inside the root.
+fn through_symlink(parts: &[OsString], i: usize, target: &Path) -> Vec<OsString> {
+    let mut next = if target.is_absolute() {
+        PathBuf::new()
+    } else {
+        relative(&parts[..i])
+    };
+    next.push(target);
+    next.extend(&parts[i + 1..]);
+    clean_components(&next)
+}
+
 /// Create every missing directory of `path` inside `root` (mode `mode`, subject to umask) and
-/// return an O_PATH handle on the last one.
+/// return an O_PATH handle on the last one. A dangling symlink on the way is followed by
+/// creating its target inside the root, as runc does.
 pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path, mode: Mode) -> Result<OwnedFd> {
-    let parts = clean_components(path);
-    let mut current = open_in_root(root, Path::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .context("open the root directory")?;
-    for i in 0..parts.len() {
-        let prefix = relative(&parts[..=i]);
-        current = match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => {
-                match mkdirat(current.as_fd(), Path::new(&parts[i]), mode) {
-                    Ok(()) => {}
-                    // Only a dangling symlink can exist under a name that does not resolve.
-                    Err(Errno::EEXIST) => bail!(
-                        "cannot create directory {}: it is a dangling symlink",
-                        prefix.display()
-                    ),
+    let mut parts = clean_components(path);
+    let mut links = 0;
+    'restart: loop {
+        let mut current = open_in_root(root, Path::new("."), OFlag::O_PATH | OFlag::O_DIRECTORY)
+            .context("open the root directory")?;
+        for i in 0..parts.len() {
+            let prefix = relative(&parts[..=i]);
+            current = match open_in_root(root, &prefix, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => match mkdirat(current.as_fd(), Path::new(&parts[i]), mode) {
+                    Ok(()) => open_created(current.as_fd(), &parts[i], OFlag::O_DIRECTORY)
+                        .with_context(|| format!("open new directory {}", prefix.display()))?,
+                    // A name that exists but does not resolve is a dangling symlink.
+                    Err(Errno::EEXIST) if links < MAX_SYMLINKS => {
+                        links += 1;
+                        let target = readlinkat(current.as_fd(), Path::new(&parts[i]))
+                            .with_context(|| format!("readlink {}", prefix.display()))?;
+                        parts = through_symlink(&parts, i, Path::new(&target));
+                        continue 'restart;
+                    }
                     Err(e) => {
                         return Err(e).with_context(|| format!("mkdirat {}", prefix.display()));
                     }
-                }
-                open_created(current.as_fd(), &parts[i], OFlag::O_DIRECTORY)
-                    .with_context(|| format!("open new directory {}", prefix.display()))?
-            }
-            Err(Errno::ENOTDIR) => bail!("{} is not a directory", prefix.display()),
-            Err(e) => return Err(e).with_context(|| format!("openat2 {}", prefix.display())),
-        };
+                },
+                Err(Errno::ENOTDIR) => bail!("{} is not a directory", prefix.display()),
+                Err(e) => return Err(e).with_context(|| format!("openat2 {}", prefix.display())),
+            };
+        }
+        return Ok(current);
     }
-    Ok(current)
 }
 
 /// An O_PATH handle on `path` inside `root`, creating it (and its parents) as `kind` if it does
@@ -131,19 +151,34 @@ pub fn ensure_in_root(
             return Err(e).with_context(|| format!("openat2 {} in the rootfs", path.display()));
         }
     }
+    if kind == Kind::Dir {
+        return mkdir_all_in_root(root, path, Mode::from_bits_truncate(0o755));
+    }
     let mut parts = clean_components(path);
-    let Some(name) = parts.pop() else {
-        bail!("the root itself cannot be missing");
-    };
-    match kind {
-        Kind::Dir => mkdir_all_in_root(root, path, Mode::from_bits_truncate(0o755)),
-        Kind::File => {
-            let parent =
-                mkdir_all_in_root(root, &relative(&parts), Mode::from_bits_truncate(0o755))?;
-            create_file_at(parent.as_fd(), &name)
-                .with_context(|| format!("create {} in the rootfs", path.display()))
+    for _ in 0..MAX_SYMLINKS {
+        let Some((name, dirs)) = parts.split_last() else {
+            bail!("the root itself cannot be missing");
+        };
+        let parent = mkdir_all_in_root(root, &relative(dirs), Mode::from_bits_truncate(0o755))?;
+        match fstatat(
+            parent.as_fd(),
+            Path::new(name),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK => {
+                let target = readlinkat(parent.as_fd(), Path::new(name)).context("readlink")?;
+                parts = through_symlink(&parts, parts.len() - 1, Path::new(&target));
+            }
+            _ => {
+                return create_file_at(parent.as_fd(), name)
+                    .with_context(|| format!("create {} in the rootfs", path.display()));
+            }
         }
     }
+    bail!(
+        "too many levels of symbolic links creating {}",
+        path.display()
+    )
 }
 
 /// Create an empty regular file `name` in `parent` (never through a symlink) and return an
@@ -191,6 +226,20 @@ mod tests {
         assert_eq!(clean("a/./b/../c"), ["a", "c"]);
         assert!(clean("/").is_empty());
         assert!(clean("/..").is_empty());
+    }
+
+    #[test]
+    fn dangling_symlinks_continue_at_their_target() {
+        let parts = clean_components(Path::new("/a/b/c/d"));
+        let via = |target: &str| -> Vec<String> {
+            through_symlink(&parts, 2, Path::new(target))
+                .into_iter()
+                .map(|s| s.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(via("/x/y"), ["x", "y", "d"]);
+        assert_eq!(via("../z"), ["a", "z", "d"]);
+        assert_eq!(via("../../../../../etc"), ["etc", "d"]);
     }
 
     #[test]
