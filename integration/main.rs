@@ -18,6 +18,7 @@ mod faults;
 mod lifecycle;
 mod process;
 mod rootfs;
+mod seccomp;
 mod soak;
 // One module per spec area, added by the helpers working on them:
 // mod cgroups; mod process; mod rootfs; mod seccomp; mod security;

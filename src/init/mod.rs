@@ -18,6 +18,7 @@ use crate::hooks;
 use crate::namespaces::NamespacePlan;
 use crate::process::{self, ExecPlan};
 use crate::rootfs::{self, RootfsOptions};
+use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
 use crate::sync::{Channel, Message};
 use crate::sys;
@@ -39,6 +40,7 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// Filled in by setup: the program to exec once started.
     pub exec_plan: Option<ExecPlan>,
+    pub seccomp: PendingFilter,
 }
 
 /// Never returns: the init either execs the user's process or exits, and
@@ -94,7 +96,10 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     }
     entered.finish(spec)?;
     let process = args.bundle.process();
-    process::apply(process, args.bundle.linux().personality().as_ref())?;
+    process::prepare(process, args.bundle.linux().personality().as_ref())?;
+    args.seccomp.before_identity(&args.channel)?;
+    process::assume_identity(process)?;
+    args.seccomp.after_identity(&args.channel)?;
     // Resolved now, so that a missing program fails `create`, as with runc.
     args.exec_plan = Some(process::prepare_exec(process)?);
     // Past this point the creator exits by design: its death must not kill us.
@@ -151,6 +156,7 @@ fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
     run_hooks(&args, "startContainer", "created")?;
     process::mark_fds_cloexec(3 + args.preserved_fds)?;
     process::set_final_cpu_affinity(args.bundle.process())?;
+    args.seccomp.before_exec(&args.channel)?;
     let plan = args.exec_plan.take().context("setup resolved no program")?;
     plan.exec()
 }
