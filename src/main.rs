@@ -1,1 +1,156 @@
-fn main() {}
+//! berth: an OCI container runtime, a drop-in replacement for runc.
+
+mod cgroups;
+mod cli;
+mod container;
+mod features;
+mod hooks;
+mod init;
+mod logging;
+mod namespaces;
+mod process;
+mod rootfs;
+mod spec;
+mod sync;
+mod sys;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use cli::{Cli, Command, CreateArgs};
+use container::state::StateRoot;
+use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
+
+fn main() {
+    let cli = Cli::parse_from(cli::normalize_args(std::env::args().collect()));
+    if let Err(err) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("berth: {err:#}");
+        std::process::exit(1);
+    }
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            let message = format!("{err:#}");
+            logging::log(logging::Level::Error, &message);
+            if logging::logs_to_file() {
+                eprintln!("berth: {message}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the command; returns the exit code (a container's, for run and exec).
+fn dispatch(cli: Cli) -> Result<i32> {
+    if cli.version {
+        print!("{}", features::version_text());
+        return Ok(0);
+    }
+    let Some(command) = cli.command else {
+        bail!("no command given; see berth --help");
+    };
+    let rootless = cli.rootless.as_deref() == Some("true");
+    if rootless && !matches!(command, Command::Spec { .. }) {
+        bail!("--rootless: rootless containers are not supported yet");
+    }
+    let root = &StateRoot::new(&cli.root)?;
+    match command {
+        Command::Spec { bundle } => write_default_spec(&bundle, rootless)?,
+        Command::Create(args) => {
+            let console = args
+                .console_socket
+                .clone()
+                .map_or(ConsoleTarget::None, ConsoleTarget::Socket);
+            container::create(root, &create_options(args, cli.systemd_cgroup)?, console)?;
+        }
+        Command::Run(args) => {
+            let options = RunOptions {
+                console_socket: absolute(args.create.console_socket.clone())?,
+                create: create_options(args.create, cli.systemd_cgroup)?,
+                detach: args.detach,
+                keep: args.keep,
+                no_subreaper: args.no_subreaper,
+            };
+            return container::run(root, &options);
+        }
+        Command::Start { id } => container::start(root, &id)?,
+        Command::State { id } => container::state(root, &id)?,
+        Command::Kill { all, id, signal } => {
+            container::kill(root, &id, container::parse_signal(&signal)?, all)?
+        }
+        Command::Delete { force, id } => container::delete(root, &id, force)?,
+        Command::Exec(args) => return exec(root, args),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => container::ps(root, &id, format, &ps_args)?,
+        Command::List { format, quiet } => container::list(root, format, quiet)?,
+        Command::Pause { id } => container::pause(root, &id)?,
+        Command::Resume { id } => container::resume(root, &id)?,
+        Command::Update { resources, id } => container::update(root, &id, &resources)?,
+        Command::Events {
+            interval,
+            stats,
+            id,
+        } => container::events(root, &id, interval, stats)?,
+        Command::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
+    }
+    Ok(0)
+}
+
+fn write_default_spec(bundle: &Path, rootless: bool) -> Result<()> {
+    let path = bundle.join(spec::CONFIG_FILE);
+    if path.exists() {
+        bail!("{} already exists; remove it first", path.display());
+    }
+    let json = serde_json::to_string_pretty(&spec::default_spec(rootless))?;
+    std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))
+}
+
+fn create_options(args: CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions> {
+    Ok(CreateOptions {
+        id: args.id,
+        systemd_cgroup,
+        bundle: args.bundle,
+        pid_file: absolute(args.pid_file)?,
+        preserve_fds: args.preserve_fds,
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+    })
+}
+
+fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
+    let config = {
+        let dir = root.container_dir(&args.id)?;
+        container::state::State::load(&dir)
+            .map_err(|_| container::NotFound(args.id.clone()))?
+            .config
+    };
+    let base = config
+        .process()
+        .as_ref()
+        .context("the container has no process")?;
+    let process = process::exec_process(&args.process, base)?;
+    let console = match (&args.console_socket, args.detach) {
+        (Some(path), _) => ConsoleTarget::Socket(path.clone()),
+        (None, false) => ConsoleTarget::Proxy,
+        (None, true) => ConsoleTarget::None,
+    };
+    let request = ExecRequest {
+        process,
+        detach: args.detach,
+        pid_file: absolute(args.pid_file)?,
+        console,
+        preserve_fds: args.preserve_fds,
+    };
+    container::exec(root, &args.id, request)
+}
+
+/// Relative paths in flags are relative to where berth was started.
+fn absolute(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    path.map(|p| std::path::absolute(&p).with_context(|| format!("path {}", p.display())))
+        .transpose()
+}

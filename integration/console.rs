@@ -1,0 +1,113 @@
+//! `--console-socket`: runc's protocol, one `sendmsg` carrying the pty master with SCM_RIGHTS.
+
+use std::io::{ErrorKind, IoSliceMut, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use oci_spec::runtime::BoxBuilder;
+
+use crate::common::{COMMAND_TIMEOUT, Container, process_mut, set_args};
+
+/// Accepts the runtime's connection (waiting at most `timeout`).
+fn accept(listener: &UnixListener, timeout: Duration) -> UnixStream {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return stream,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("the runtime never connected to the console socket: {e}"),
+        }
+    }
+}
+
+/// Receives the pty master: the payload (pty name) and exactly one fd.
+fn receive_master(stream: &UnixStream) -> (String, OwnedFd) {
+    let mut name = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut cmsg_space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg_space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .expect("recvmsg on the console socket");
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().expect("control messages") {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            fds.extend(received);
+        }
+    }
+    let len = msg.bytes;
+    assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
+    // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
+    let master = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    let name = String::from_utf8_lossy(&name[..len])
+        .trim_end_matches('\0')
+        .to_string();
+    (name, master)
+}
+
+/// Reads everything the container wrote to the pty, until the slave side is closed.
+fn drain(master: OwnedFd, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut master = std::fs::File::from(master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let wait_ms = remaining.as_millis().min(u16::MAX as u128) as u16;
+        let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, PollTimeout::from(wait_ms)).expect("poll the pty master");
+        assert!(
+            ready > 0,
+            "pty output did not end within {timeout:?}; so far: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            // EIO: every slave fd is closed — the container is done.
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => panic!("reading the pty master: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        set_args(spec, &["sh", "-c", "tty; stty size; echo done"]);
+        let process = process_mut(spec);
+        process.set_terminal(Some(true));
+        process.set_console_size(Some(
+            BoxBuilder::default()
+                .height(30u64)
+                .width(100u64)
+                .build()
+                .unwrap(),
+        ));
+    });
+    let socket = c.dir.join("console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    c.create_with(&["--console-socket", socket.to_str().unwrap()])
+        .success();
+    let stream = accept(&listener, COMMAND_TIMEOUT);
+    let (name, master) = receive_master(&stream);
+    assert!(
+        name.contains("pts") || name.contains("ptmx"),
+        "payload should name the pty: {name:?}"
+    );
+
+    c.start().success();
+    let output = drain(master, COMMAND_TIMEOUT);
+    assert_eq!(output, "/dev/pts/0\n30 100\ndone\n");
+}

@@ -1,0 +1,181 @@
+//! The command line, flag for flag runc's (see shared/reference/cli-contract.md).
+
+mod normalize;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+pub use normalize::normalize_args;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    about = "An OCI container runtime",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Directory for the containers' state
+    #[arg(long, global = true, default_value = "/run/berth")]
+    pub root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Log debug messages too
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not supported yet)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Run as an unprivileged user (true, false or auto); with `spec`: write a
+    /// config for that
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a default config.json into the bundle
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Create a container (it waits for `start`)
+    Create(CreateArgs),
+    /// Create and start a container
+    Run(RunArgs),
+    /// Start a created container
+    Start { id: String },
+    /// Print a container's state as JSON
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM)
+    Kill {
+        /// Signal every process of the container
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a stopped container (or any, with --force)
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Run a new process inside a container
+    Exec(ExecArgs),
+    /// List the processes of a container
+    Ps {
+        #[arg(short, long, value_enum, default_value_t)]
+        format: OutputFormat,
+        id: String,
+        /// Arguments for ps(1) (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// List containers
+    List {
+        #[arg(short, long, value_enum, default_value_t)]
+        format: OutputFormat,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Change a container's resource limits
+    Update {
+        #[command(flatten)]
+        resources: crate::cgroups::UpdateArgs,
+        id: String,
+    },
+    /// Stream a container's stats and OOM events as JSON
+    Events {
+        /// Time between stats events
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        id: String,
+    },
+    /// Describe what this build of berth supports (runtime-spec features.md)
+    Features,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Bundle directory (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the init's pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many fds from 3 on into the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return once the container started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container after it exited
+    #[arg(long)]
+    pub keep: bool,
+    /// Do not become a subreaper for the container's orphans
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Pass this many fds from 3 on into the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    pub id: String,
+    /// The process flags and the command line; declared after the id so the
+    /// command's positional arguments come last.
+    #[command(flatten)]
+    pub process: crate::process::ExecOptions,
+}

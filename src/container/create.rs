@@ -1,0 +1,279 @@
+//! `create`: load the bundle, claim the id, clone the init into its
+//! namespaces, drive it through the handshake (see `crate::sync`) to the
+//! `created` state. Any failure undoes everything done so far.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+
+use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
+use crate::cgroups::{self, CgroupManager};
+use crate::hooks;
+use crate::init::{self, InitArgs};
+use crate::namespaces::{self, NamespacePlan};
+use crate::process;
+use crate::spec::{self, Bundle};
+use crate::sync::{Channel, Message};
+use crate::sys::{self, Forked};
+
+pub struct CreateOptions {
+    pub id: String,
+    /// --systemd-cgroup: cgroupsPath is `slice:prefix:name` for systemd.
+    pub systemd_cgroup: bool,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// Where the pty master of a `terminal: true` container goes.
+pub enum ConsoleTarget {
+    /// No terminal requested (or allowed).
+    None,
+    /// runc's --console-socket: a unix socket of the caller's.
+    Socket(PathBuf),
+    /// Foreground `run` without a console socket: berth receives the master
+    /// itself and proxies it to its own stdio.
+    Proxy,
+}
+
+/// A container in the `created` state whose init is this process's child.
+pub struct Created {
+    pub init: Pid,
+    /// Our end of the console socketpair, with `ConsoleTarget::Proxy`.
+    pub console_receiver: Option<UnixStream>,
+}
+
+pub fn create(
+    root: &StateRoot,
+    options: &CreateOptions,
+    console: ConsoleTarget,
+) -> Result<Created> {
+    let mut bundle = spec::load(&options.bundle)?;
+    let namespaces = NamespacePlan::from_spec(bundle.linux())?;
+    let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
+    let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
+    let cgroups_path = bundle
+        .linux()
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy());
+    let cgroup =
+        cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.systemd_cgroup)?;
+    let resources = container_resources(&bundle);
+
+    let dir = root.claim(&options.id)?;
+    let mut rollback = Rollback {
+        dir: &dir,
+        init: None,
+        cgroup: None,
+    };
+    let mut state = State {
+        id: options.id.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        phase: Phase::Creating,
+        creator: Some(ProcessId::of(nix::unistd::getpid())?),
+        init: None,
+        cgroup: Some(cgroup.handle()),
+        config: bundle.spec.clone(),
+    };
+    state.save(&dir)?;
+    let cgroup = rollback.cgroup.insert(cgroup);
+    cgroup.create()?;
+    state.cgroup = Some(cgroup.handle());
+    state.save(&dir)?;
+    cgroup.apply(&resources)?;
+
+    let start_listener = UnixListener::bind(socket_path(&dir, START_SOCKET)?.path)
+        .context("creating the start socket")?;
+    let (channel, child_channel) = Channel::pair()?;
+    let hook_state = state.to_oci_json(Status::Creating);
+    let forked = namespaces::clone_in_pid_namespace(
+        namespaces.joined_pid(),
+        namespaces.clone_flags,
+        cgroup.clone_into_fd(),
+    )
+    .context("starting the container init")?;
+    let (init, init_pidfd) = match forked {
+        Forked::Child => {
+            drop(channel);
+            init::run(InitArgs {
+                id: &options.id,
+                bundle: &bundle,
+                namespaces: &namespaces,
+                channel: child_channel,
+                start_listener,
+                console_socket: console_for_init,
+                no_pivot: options.no_pivot,
+                no_new_keyring: options.no_new_keyring,
+                preserved_fds,
+                hook_state,
+                exec_plan: None,
+            })
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop((child_channel, start_listener, console_for_init));
+    rollback.init = Some((init, init_pidfd));
+    process::set_initial_cpu_affinity(init, bundle.process())?;
+
+    state.init = Some(ProcessId::of(init)?);
+    state.save(&dir)?;
+    // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
+    cgroup.add_process(init.as_raw())?;
+    channel.send(&Message::Go {
+        host_pid: init.as_raw(),
+    })?;
+    channel.expect(Message::RunHooks, "the container init")?;
+    let hook_json = serde_json::to_vec(&state.to_oci_json(Status::Creating))?;
+    let hooks = bundle.spec.hooks().as_ref();
+    hooks::run_all(
+        "prestart",
+        hooks.and_then(|h| h.prestart().as_ref()),
+        &hook_json,
+    )?;
+    hooks::run_all(
+        "createRuntime",
+        hooks.and_then(|h| h.create_runtime().as_ref()),
+        &hook_json,
+    )?;
+    channel.send(&Message::HooksDone)?;
+    channel.expect(Message::Ready, "the container init")?;
+
+    if let Some(pid_file) = &options.pid_file {
+        write_atomically(pid_file, init.to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", pid_file.display()))?;
+    }
+    state.phase = Phase::Created;
+    state.creator = None;
+    state.save(&dir)?;
+
+    rollback.disarm();
+    Ok(Created {
+        init,
+        console_receiver,
+    })
+}
+
+/// Undoes a failed create: the init (and with it its mount namespace) dies,
+/// the cgroup and the state directory go.
+struct Rollback<'a> {
+    dir: &'a Path,
+    init: Option<(Pid, OwnedFd)>,
+    cgroup: Option<Box<dyn CgroupManager>>,
+}
+
+impl Rollback<'_> {
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if let Some((pid, pidfd)) = self.init.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.remove();
+        }
+        let _ = std::fs::remove_dir_all(self.dir);
+    }
+}
+
+/// A path to `dir/name` that fits sun_path (108 bytes) however deep the state
+/// root is: a long one goes through /proc/self/fd of an fd of the directory,
+/// which must stay open while the path is used.
+pub struct SocketPath {
+    pub path: PathBuf,
+    _dir: Option<std::fs::File>,
+}
+
+pub fn socket_path(dir: &Path, name: &str) -> Result<SocketPath> {
+    const SUN_PATH_MAX: usize = 107;
+    let direct = dir.join(name);
+    if direct.as_os_str().len() <= SUN_PATH_MAX {
+        return Ok(SocketPath {
+            path: direct,
+            _dir: None,
+        });
+    }
+    let handle = std::fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()));
+    Ok(SocketPath {
+        path,
+        _dir: Some(handle),
+    })
+}
+
+/// `linux.resources` with the device rules every container gets (runc's
+/// defaults plus `linux.devices`), which the cgroup enforces.
+fn container_resources(bundle: &Bundle) -> LinuxResources {
+    let linux = bundle.linux();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rules = cgroups::container_device_rules(
+        resources.devices().as_deref().unwrap_or_default(),
+        linux.devices().as_deref().unwrap_or_default(),
+    );
+    resources.set_devices(Some(rules));
+    resources
+}
+
+/// The console socket checks of runc, and the connection the init will use.
+fn connect_console(
+    bundle: &Bundle,
+    console: ConsoleTarget,
+) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
+    let terminal = bundle.process().terminal().unwrap_or(false);
+    match (terminal, console) {
+        (false, ConsoleTarget::Socket(_)) => {
+            bail!("--console-socket: process.terminal is false, there is no console to send")
+        }
+        (false, _) => Ok((None, None)),
+        (true, ConsoleTarget::None) => {
+            bail!("process.terminal is true: a detached container needs --console-socket")
+        }
+        (true, ConsoleTarget::Socket(path)) => {
+            let stream = UnixStream::connect(&path)
+                .with_context(|| format!("--console-socket {}", path.display()))?;
+            Ok((Some(stream), None))
+        }
+        (true, ConsoleTarget::Proxy) => {
+            let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
+            Ok((Some(theirs), Some(ours)))
+        }
+    }
+}
+
+/// systemd socket activation: LISTEN_FDS fds (from 3) pass through, and the
+/// container's process is told it is their listener (it will be pid 1 or the
+/// pid it has in its namespace; runc sets LISTEN_PID=1 likewise).
+fn pass_listen_fds(bundle: &mut Bundle) -> Result<i32> {
+    let Ok(value) = std::env::var("LISTEN_FDS") else {
+        return Ok(0);
+    };
+    let count: i32 = value
+        .parse()
+        .with_context(|| format!("LISTEN_FDS={value:?} is not a number"))?;
+    let process = bundle
+        .spec
+        .process_mut()
+        .as_mut()
+        .expect("validated: process is present");
+    let mut env = process.env().clone().unwrap_or_default();
+    env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+    env.push(format!("LISTEN_FDS={count}"));
+    env.push("LISTEN_PID=1".to_string());
+    process.set_env(Some(env));
+    Ok(count)
+}

@@ -1,0 +1,80 @@
+//! `delete`: remove a stopped container; with --force, stop it first. The
+//! only operation that must work whatever state the container was left in,
+//! including by a runtime killed in the middle of `create`.
+
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use super::state::{StateRoot, Status};
+use super::{Container, NotFound, wait_for_exit};
+use crate::{hooks, logging, sys};
+
+pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
+    let container = match Container::load(root, id) {
+        Ok(container) => container,
+        // containerd deletes with --force whatever it last knew of.
+        Err(err) if force && err.is::<NotFound>() => return Ok(()),
+        // A create killed before it wrote its first state leaves a bare directory.
+        Err(_) if force => return remove_state_dir(&root.container_dir(id)?),
+        Err(err) => return Err(err),
+    };
+    let status = container.status();
+    if !status.can_delete() {
+        if !force {
+            bail!(
+                "cannot delete container {id}: it is {}; stop it first or use --force",
+                status.name()
+            );
+        }
+        stop(&container)?;
+    }
+    destroy(container)
+}
+
+/// SIGKILL the init (and a creator that is still at work) and wait until they are gone.
+fn stop(container: &Container) -> Result<()> {
+    for process in [container.state.creator, container.state.init]
+        .into_iter()
+        .flatten()
+    {
+        let Ok(pidfd) = sys::pidfd_open(process.pid()) else {
+            continue;
+        };
+        if !process.is_alive() {
+            continue;
+        }
+        sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL)
+            .with_context(|| format!("killing process {}", process.pid))?;
+        wait_for_exit(&pidfd)?;
+    }
+    Ok(())
+}
+
+fn destroy(container: Container) -> Result<()> {
+    if let Some(cgroup) = container.state.cgroup_manager()? {
+        // Without a pid namespace of its own the container's processes do not
+        // die with its init; its cgroup still holds every one of them.
+        cgroup.kill_all(Signal::SIGKILL)?;
+        cgroup.remove()?;
+    }
+    let hooks = container.state.config.hooks().as_ref();
+    if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
+        let json = container.hook_state_json(Status::Stopped)?;
+        // The spec: a failing poststop hook is only a warning.
+        if let Err(err) = hooks::run_all("poststop", Some(poststop), &json) {
+            logging::log(logging::Level::Warning, &format!("{err:#}"));
+        }
+    }
+    remove_state_dir(&container.dir)
+}
+
+fn remove_state_dir(dir: &std::path::Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,106 @@
+//! The lifecycle: one file per operation, all on top of `state`, which alone
+//! decides what each status allows.
+
+mod create;
+mod delete;
+mod exec;
+mod foreground;
+mod kill;
+mod query;
+mod resources;
+mod run;
+mod start;
+pub mod state;
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{Flock, FlockArg};
+
+pub use create::{ConsoleTarget, CreateOptions, create};
+pub use delete::delete;
+pub use exec::{ExecRequest, exec};
+pub use kill::{kill, parse_signal};
+pub use query::{list, ps, state};
+pub use resources::{events, pause, resume, update};
+pub use run::{RunOptions, run};
+pub use start::start;
+
+use crate::sys;
+use state::{State, StateRoot, Status};
+
+/// A container found under the state root, with its directory locked against
+/// concurrent lifecycle commands for as long as this value lives.
+pub struct Container {
+    pub dir: PathBuf,
+    pub state: State,
+    _lock: Flock<File>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("container {0} does not exist")]
+pub struct NotFound(pub String);
+
+impl Container {
+    pub fn load(root: &StateRoot, id: &str) -> Result<Container> {
+        let dir = root.container_dir(id)?;
+        let handle = match File::open(&dir) {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NotFound(id.to_string()).into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
+        };
+        let lock = Flock::lock(handle, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("locking {}", dir.display()))?;
+        let state = State::load(&dir)?;
+        Ok(Container {
+            dir,
+            state,
+            _lock: lock,
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        self.state.status(&self.dir)
+    }
+
+    /// A pidfd for the init, checked to be the init and not a recycled pid.
+    pub fn init_pidfd(&self) -> Result<OwnedFd> {
+        let init = self
+            .state
+            .init
+            .context("the container has no init process")?;
+        let pidfd = sys::pidfd_open(init.pid())
+            .with_context(|| format!("pidfd_open of the container's init {}", init.pid))?;
+        // Checked after opening: if it is still the same process now, the
+        // pidfd refers to it for good.
+        if !init.is_alive() {
+            bail!("the container's init {} has exited", init.pid);
+        }
+        Ok(pidfd)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        self.state.save(&self.dir)
+    }
+
+    pub fn hook_state_json(&self, status: Status) -> Result<Vec<u8>> {
+        Ok(serde_json::to_vec(&self.state.to_oci_json(status))?)
+    }
+}
+
+/// Waits until the process behind `pidfd` has exited (it need not be our child).
+pub fn wait_for_exit(pidfd: &OwnedFd) -> Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => return other.map(drop).context("waiting for the process to exit"),
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `start`: release a created init to exec the user's process, wait until it
+//! did, then run the poststart hooks.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::Signal;
+
+use super::create::socket_path;
+use super::state::{Phase, START_SOCKET, StateRoot, Status};
+use super::{Container, wait_for_exit};
+use crate::{hooks, sys};
+
+pub fn start(root: &StateRoot, id: &str) -> Result<()> {
+    let mut container = Container::load(root, id)?;
+    let status = container.status();
+    if !status.can_start() {
+        bail!("cannot start container {id}: it is {}", status.name());
+    }
+    let socket = socket_path(&container.dir, START_SOCKET)?;
+    let mut connection = UnixStream::connect(&socket.path)
+        .context("connecting to the container's init (did it die?)")?;
+    // From here on the container counts as started, whatever happens next.
+    std::fs::remove_file(container.dir.join(START_SOCKET)).context("removing the start socket")?;
+    container.state.phase = Phase::Started;
+    container.save()?;
+
+    let mut failure = String::new();
+    connection
+        .read_to_string(&mut failure)
+        .context("waiting for the container's process to start")?;
+    if !failure.is_empty() {
+        bail!("{failure}");
+    }
+    run_poststart(&container)
+}
+
+/// runtime-spec 1.3: a failing poststart hook stops the container and the
+/// start fails.
+fn run_poststart(container: &Container) -> Result<()> {
+    let hooks = container.state.config.hooks().as_ref();
+    let Some(poststart) = hooks.and_then(|h| h.poststart().as_ref()) else {
+        return Ok(());
+    };
+    let json = container.hook_state_json(Status::Running)?;
+    if let Err(err) = hooks::run_all("poststart", Some(poststart), &json) {
+        if let Ok(pidfd) = container.init_pidfd() {
+            let _ = sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), Signal::SIGKILL);
+            let _ = wait_for_exit(&pidfd);
+        }
+        return Err(err);
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! `berth features` (runtime-spec features.md) and `berth --version`: what this
+//! build really supports, kept true as features land.
+
+use serde_json::{Value, json};
+
+pub const SPEC_VERSION: &str = "1.3.0";
+
+pub fn version_text() -> String {
+    format!(
+        "berth version {}\ncommit: {}\nspec: {SPEC_VERSION}\n",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("BERTH_COMMIT").unwrap_or("unknown"),
+    )
+}
+
+pub fn features() -> Value {
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
+        "mountOptions": [],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "uts"],
+            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "cgroup": crate::cgroups::features(),
+        },
+        "annotations": {
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+        },
+    })
+}

@@ -1,0 +1,78 @@
+//! OCI hooks: run a hook binary with the state JSON on stdin, its own args and
+//! env, and an optional timeout. Where a hook runs (which namespaces) is the
+//! caller's business: the lifecycle calls these at the moments the spec names.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use oci_spec::runtime::Hook;
+
+use crate::sys;
+
+/// Runs `hooks` in order; the first failure stops the rest and is returned.
+pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
+    for (index, hook) in hooks.into_iter().flatten().enumerate() {
+        run(hook, state_json)
+            .with_context(|| format!("{kind} hook #{index} ({})", hook.path().display()))?;
+    }
+    Ok(())
+}
+
+fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
+    let mut command = Command::new(hook.path());
+    // argv[0] comes from `args` when given, as with execve.
+    if let Some((arg0, rest)) = hook.args().as_deref().and_then(|a| a.split_first()) {
+        std::os::unix::process::CommandExt::arg0(&mut command, arg0);
+        command.args(rest);
+    }
+    command.env_clear();
+    for entry in hook.env().iter().flatten() {
+        let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting the hook")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine: ignore EPIPE.
+        let _ = stdin.write_all(state_json);
+    }
+    let timeout = hook
+        .timeout()
+        .map(|secs| Duration::from_secs(secs.max(0) as u64));
+    if let Some(timeout) = timeout {
+        if !exits_within(child.id() as i32, timeout)? {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {}s", timeout.as_secs());
+        }
+    }
+    let status = child.wait().context("waiting for the hook")?;
+    if !status.success() {
+        bail!("failed: {status}");
+    }
+    Ok(())
+}
+
+/// Waits on a pidfd, which becomes readable when the process exits.
+fn exits_within(pid: i32, timeout: Duration) -> Result<bool> {
+    let pidfd =
+        sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).context("pidfd_open of the hook")?;
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("polling the hook's pidfd"),
+            Ok(ready) => return Ok(ready > 0),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The container's init: the child that `create` clones. It runs the inside
+//! half of the pipeline — namespaces, rootfs, console, process identity —
+//! then waits, blocked in accept(), until `start` connects, and execs the
+//! user's process. No re-exec: this is the runtime's own code in the child of
+//! clone3, so the runtime is single-threaded here by construction.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use crate::hooks;
+use crate::namespaces::NamespacePlan;
+use crate::process::{self, ExecPlan};
+use crate::rootfs::{self, RootfsOptions};
+use crate::spec::Bundle;
+use crate::sync::{Channel, Message};
+use crate::sys;
+
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Bundle,
+    pub namespaces: &'a NamespacePlan,
+    pub channel: Channel,
+    /// Listening socket of the start handshake (close-on-exec).
+    pub start_listener: UnixListener,
+    /// Where the pty master goes when `process.terminal` is set.
+    pub console_socket: Option<UnixStream>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// fds 3.. that pass into the container (--preserve-fds, LISTEN_FDS).
+    pub preserved_fds: i32,
+    /// The state JSON for the hooks this process runs, without pid and status.
+    pub hook_state: serde_json::Value,
+    /// Filled in by setup: the program to exec once started.
+    pub exec_plan: Option<ExecPlan>,
+}
+
+/// Never returns: the init either execs the user's process or exits, and
+/// reports why on whichever channel its peer is listening to at that moment.
+pub fn run(mut args: InitArgs) -> ! {
+    let connection = match set_up(&mut args) {
+        Ok(()) => wait_for_start(&args),
+        Err(err) => {
+            let _ = args.channel.send(&Message::Failed(format!("{err:#}")));
+            sys::exit_now(1)
+        }
+    };
+    let mut connection = match connection {
+        Ok(connection) => connection,
+        Err(_) => sys::exit_now(1),
+    };
+    let Err(err) = start_user_process(args);
+    // `start` reads this until EOF; success is an EOF with nothing before it.
+    let _ = connection.write_all(format!("{err:#}").as_bytes());
+    sys::exit_now(1)
+}
+
+/// Everything up to the `created` state.
+fn set_up(args: &mut InitArgs) -> Result<()> {
+    // A creator killed mid-create must not leave a half-made container.
+    sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
+    sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
+    sys::reset_signals().context("resetting signal handlers")?;
+    let host_pid = args.channel.expect_go()?;
+    args.hook_state["pid"] = host_pid.into();
+    args.namespaces.enter_in_child()?;
+    set_host_and_domain_name(args)?;
+    if !args.no_new_keyring {
+        sys::join_session_keyring(&format!("_ses.{}", args.id))
+            .context("joining a new session keyring")?;
+    }
+
+    let spec = &args.bundle.spec;
+    let options = RootfsOptions {
+        rootfs: &args.bundle.rootfs,
+        no_pivot: args.no_pivot,
+        extra_mounts: Vec::new(),
+    };
+    let prepared = rootfs::prepare(spec, &options)?;
+    args.channel.send(&Message::RunHooks)?;
+    args.channel.expect(Message::HooksDone, "the runtime")?;
+    run_hooks(args, "createContainer", "creating")?;
+    let entered = prepared.enter()?;
+    if let Some(socket) = &args.console_socket {
+        set_up_console(args.bundle, socket)?;
+    }
+    entered.finish(spec)?;
+    let process = args.bundle.process();
+    process::apply(process, args.bundle.linux().personality().as_ref())?;
+    // Resolved now, so that a missing program fails `create`, as with runc.
+    args.exec_plan = Some(process::prepare_exec(process)?);
+    // Past this point the creator exits by design: its death must not kill us.
+    sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
+    args.channel.send(&Message::Ready)
+}
+
+fn set_host_and_domain_name(args: &InitArgs) -> Result<()> {
+    let spec = &args.bundle.spec;
+    let has_uts = args.namespaces.has(LinuxNamespaceType::Uts);
+    if let Some(hostname) = spec.hostname() {
+        anyhow::ensure!(has_uts, "hostname: requires a uts namespace");
+        nix::unistd::sethostname(hostname).context("hostname: sethostname")?;
+    }
+    if let Some(domainname) = spec.domainname() {
+        anyhow::ensure!(has_uts, "domainname: requires a uts namespace");
+        sys::set_domain_name(domainname).context("domainname: setdomainname")?;
+    }
+    Ok(())
+}
+
+fn set_up_console(bundle: &Bundle, socket: &UnixStream) -> Result<()> {
+    let pty = process::console::open_pty(bundle.process().console_size())?;
+    process::console::send_master(socket.as_fd(), &pty)?;
+    rootfs::bind_console(Path::new(&pty.name))?;
+    process::console::attach_slave(pty)
+}
+
+fn run_hooks(args: &InitArgs, kind: &str, status: &str) -> Result<()> {
+    let hooks = args.bundle.spec.hooks().as_ref();
+    let list = hooks.and_then(|h| match kind {
+        "createContainer" => h.create_container().as_ref(),
+        _ => h.start_container().as_ref(),
+    });
+    if list.is_none() {
+        return Ok(());
+    }
+    let mut state = args.hook_state.clone();
+    state["status"] = status.into();
+    hooks::run_all(kind, list, &serde_json::to_vec(&state)?)
+}
+
+/// Blocks until `start` connects; the connection is close-on-exec, so `start`
+/// sees EOF exactly when execve succeeded.
+fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
+    let (connection, _) = args
+        .start_listener
+        .accept()
+        .context("accept on the start socket")?;
+    Ok(connection)
+}
+
+fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
+    run_hooks(&args, "startContainer", "created")?;
+    process::mark_fds_cloexec(3 + args.preserved_fds)?;
+    process::set_final_cpu_affinity(args.bundle.process())?;
+    let plan = args.exec_plan.take().context("setup resolved no program")?;
+    plan.exec()
+}

@@ -1,0 +1,222 @@
+//! Which namespaces the container gets: created fresh by clone3, or joined by
+//! path with setns. Validated and opened once in the parent, so the child only
+//! acts on fds that were checked (a path swapped later changes nothing).
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nix::sched::{CloneFlags, setns, unshare};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
+
+use crate::sys::{self, Forked};
+
+/// A namespace the container joins, with the fd opened and type-checked.
+pub struct Joined {
+    pub kind: LinuxNamespaceType,
+    pub fd: OwnedFd,
+}
+
+pub struct NamespacePlan {
+    /// New namespaces created by clone3 itself.
+    pub clone_flags: CloneFlags,
+    /// A new cgroup namespace is unshared by the child once it sits in its
+    /// cgroup, so that cgroup becomes the namespace's root.
+    pub new_cgroup: bool,
+    /// A new time namespace must be unshared and given its offsets before any
+    /// process lives in it; the init enters it at execve.
+    pub new_time: bool,
+    pub joined: Vec<Joined>,
+    /// Lines for /proc/self/timens_offsets: "<clock> <secs> <nanos>".
+    time_offsets: Vec<String>,
+}
+
+pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
+    match kind {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+pub fn name(kind: LinuxNamespaceType) -> &'static str {
+    match kind {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+impl NamespacePlan {
+    pub fn from_spec(linux: &Linux) -> Result<NamespacePlan> {
+        let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+        check_no_duplicates(namespaces)?;
+        let mut plan = NamespacePlan {
+            clone_flags: CloneFlags::empty(),
+            new_cgroup: false,
+            new_time: false,
+            joined: Vec::new(),
+            time_offsets: Vec::new(),
+        };
+        for (index, ns) in namespaces.iter().enumerate() {
+            let field = format!("linux.namespaces[{index}]");
+            match ns.path() {
+                Some(path) => plan.joined.push(open_checked(ns.typ(), path, &field)?),
+                None => match ns.typ() {
+                    LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                    LinuxNamespaceType::Time => plan.new_time = true,
+                    LinuxNamespaceType::User => {
+                        bail!("{field}: user namespaces are not supported yet")
+                    }
+                    kind => plan.clone_flags |= clone_flag(kind),
+                },
+            }
+        }
+        if !plan.has(LinuxNamespaceType::Mount) {
+            bail!("linux.namespaces: a mount namespace is required to set up the rootfs");
+        }
+        plan.time_offsets = time_offsets(linux)?;
+        if !plan.new_time && !plan.time_offsets.is_empty() {
+            bail!("linux.timeOffsets: requires a new time namespace");
+        }
+        Ok(plan)
+    }
+
+    /// True when the container gets this namespace, new or joined.
+    pub fn has(&self, kind: LinuxNamespaceType) -> bool {
+        self.clone_flags.contains(clone_flag(kind))
+            || (kind == LinuxNamespaceType::Cgroup && self.new_cgroup)
+            || (kind == LinuxNamespaceType::Time && self.new_time)
+            || self.joined.iter().any(|j| j.kind == kind)
+    }
+
+    /// The pid namespace to join, which the parent enters around the clone
+    /// (see `clone_in_pid_namespace`).
+    pub fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
+        let joined = self
+            .joined
+            .iter()
+            .find(|j| j.kind == LinuxNamespaceType::Pid);
+        joined.map(|j| j.fd.as_fd())
+    }
+
+    /// In the child: joins the namespaces given by path (user first, so the
+    /// others are entered with its credentials; pid was handled by the parent),
+    /// then unshares cgroup and time namespaces.
+    pub fn enter_in_child(&self) -> Result<()> {
+        let mut ordered: Vec<&Joined> = self
+            .joined
+            .iter()
+            .filter(|j| j.kind != LinuxNamespaceType::Pid)
+            .collect();
+        ordered.sort_by_key(|j| j.kind != LinuxNamespaceType::User);
+        for joined in ordered {
+            setns(joined.fd.as_fd(), clone_flag(joined.kind))
+                .with_context(|| format!("setns into the {} namespace", name(joined.kind)))?;
+        }
+        if self.new_cgroup {
+            unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
+        }
+        if self.new_time {
+            unshare(clone_flag(LinuxNamespaceType::Time)).context("unshare the time namespace")?;
+            write_time_offsets(&self.time_offsets)?;
+        }
+        Ok(())
+    }
+}
+
+/// clone3 with the child placed in `pid_namespace` (a namespace fd or a
+/// pidfd), which setns can only arrange for children: the caller's
+/// pid-namespace-for-children is switched for the clone and back afterwards,
+/// so the runtime's later children (hooks) stay in the runtime's namespace.
+pub fn clone_in_pid_namespace(
+    pid_namespace: Option<BorrowedFd>,
+    flags: CloneFlags,
+    cgroup: Option<BorrowedFd>,
+) -> Result<Forked> {
+    let Some(target) = pid_namespace else {
+        return sys::clone3(flags.bits(), cgroup).context("clone3");
+    };
+    let own = File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?;
+    setns(target, CloneFlags::CLONE_NEWPID).context("setns into the pid namespace")?;
+    let forked = sys::clone3(flags.bits(), cgroup).context("clone3")?;
+    // The child is in the target namespace for good; only the parent goes back.
+    if let Forked::Parent { .. } = forked {
+        setns(own.as_fd(), CloneFlags::CLONE_NEWPID)
+            .context("setns back into the runtime's pid namespace")?;
+    }
+    Ok(forked)
+}
+
+fn check_no_duplicates(namespaces: &[LinuxNamespace]) -> Result<()> {
+    for (index, ns) in namespaces.iter().enumerate() {
+        if namespaces[..index]
+            .iter()
+            .any(|earlier| earlier.typ() == ns.typ())
+        {
+            bail!(
+                "linux.namespaces[{index}]: duplicate {} namespace",
+                name(ns.typ())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open_checked(kind: LinuxNamespaceType, path: &Path, field: &str) -> Result<Joined> {
+    let file =
+        File::open(path).with_context(|| format!("{field}.path: opening {}", path.display()))?;
+    let actual = sys::namespace_type(file.as_fd())
+        .with_context(|| format!("{field}.path: {} is not a namespace", path.display()))?;
+    if actual != clone_flag(kind).bits() {
+        bail!(
+            "{field}.path: {} is not a {} namespace",
+            path.display(),
+            name(kind)
+        );
+    }
+    Ok(Joined {
+        kind,
+        fd: file.into(),
+    })
+}
+
+/// Must happen before any process lives in the new namespace: the kernel
+/// refuses offsets once the namespace has a member.
+fn write_time_offsets(lines: &[String]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/timens_offsets", lines.concat())
+        .context("linux.timeOffsets: writing /proc/self/timens_offsets")
+}
+
+/// runtime-spec's `timeOffsets` keys are the kernel's clock names.
+fn time_offsets(linux: &Linux) -> Result<Vec<String>> {
+    let Some(offsets) = linux.time_offsets() else {
+        return Ok(Vec::new());
+    };
+    let mut lines = Vec::new();
+    for (clock, offset) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            bail!("linux.timeOffsets.{clock}: unknown clock (monotonic or boottime)");
+        }
+        lines.push(format!(
+            "{clock} {} {}\n",
+            offset.secs().unwrap_or(0),
+            offset.nanosecs().unwrap_or(0)
+        ));
+    }
+    Ok(lines)
+}
