@@ -12,6 +12,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::notify;
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
 use crate::cgroups::{self, CgroupManager};
 use crate::hooks;
@@ -91,6 +92,7 @@ pub fn create(
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
+    let extra_mounts = notify::prepare(&dir, &mut bundle)?.into_iter().collect();
     let cgroup = rollback.cgroup.insert(cgroup);
     cgroup.create()?;
     state.cgroup = Some(cgroup.handle());
@@ -121,6 +123,7 @@ pub fn create(
                 no_new_keyring: options.no_new_keyring,
                 preserved_fds,
                 hook_state,
+                extra_mounts,
                 exec_plan: None,
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })

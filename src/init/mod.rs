@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use oci_spec::runtime::LinuxNamespaceType;
+use oci_spec::runtime::{LinuxNamespaceType, Mount};
 
 use crate::hooks;
 use crate::namespaces::NamespacePlan;
@@ -38,6 +38,8 @@ pub struct InitArgs<'a> {
     pub preserved_fds: i32,
     /// The state JSON for the hooks this process runs, without pid and status.
     pub hook_state: serde_json::Value,
+    /// Mounts the runtime adds after the config's (the notify socket).
+    pub extra_mounts: Vec<Mount>,
     /// Filled in by setup: the program to exec once started.
     pub exec_plan: Option<ExecPlan>,
     pub seccomp: PendingFilter,
@@ -84,7 +86,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     let options = RootfsOptions {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
-        extra_mounts: Vec::new(),
+        extra_mounts: args.extra_mounts.clone(),
     };
     let prepared = rootfs::prepare(spec, &options)?;
     args.channel.send(&Message::RunHooks)?;
