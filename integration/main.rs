@@ -22,5 +22,6 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod soak;
+mod userns;
 // One module per spec area, added by the helpers working on them:
 // mod cgroups; mod process; mod rootfs; mod seccomp; mod security;

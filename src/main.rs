@@ -15,6 +15,7 @@ mod spec;
 mod sync;
 mod sys;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -25,7 +26,6 @@ use container::state::StateRoot;
 use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
 
 fn main() {
-    sys::default_sigpipe();
     let cli = Cli::parse_from(cli::normalize_args(std::env::args().collect()));
     if let Err(err) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth: {err:#}");
@@ -33,6 +33,8 @@ fn main() {
     }
     match dispatch(cli) {
         Ok(code) => std::process::exit(code),
+        // A reader that went away (`berth list | head`) is no error of ours.
+        Err(err) if is_broken_pipe(&err) => std::process::exit(0),
         Err(err) => {
             let message = format!("{err:#}");
             logging::log(logging::Level::Error, &message);
@@ -44,10 +46,16 @@ fn main() {
     }
 }
 
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// Runs the command; returns the exit code (a container's, for run and exec).
 fn dispatch(cli: Cli) -> Result<i32> {
     if cli.version {
-        print!("{}", features::version_text());
+        write!(std::io::stdout(), "{}", features::version_text())?;
         return Ok(0);
     }
     let Some(command) = cli.command else {
@@ -98,7 +106,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             stats,
             id,
         } => container::events(root, &id, interval, stats)?,
-        Command::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
+        Command::Features => {
+            let json = serde_json::to_string_pretty(&features::features())?;
+            writeln!(std::io::stdout(), "{json}")?
+        }
     }
     Ok(0)
 }

@@ -136,6 +136,7 @@ pub fn create(
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
+    namespaces.write_id_maps(init)?;
     // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
     cgroup.add_process(init.as_raw())?;
     channel.send(&Message::Go {

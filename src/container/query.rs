@@ -21,7 +21,11 @@ fn load(root: &StateRoot, id: &str) -> Result<(State, std::path::PathBuf)> {
 pub fn state(root: &StateRoot, id: &str) -> Result<()> {
     let (state, dir) = load(root, id)?;
     let json = state.to_oci_json(state.status(&dir));
-    println!("{}", serde_json::to_string_pretty(&json)?);
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        serde_json::to_string_pretty(&json)?
+    )?;
     Ok(())
 }
 
@@ -98,7 +102,7 @@ pub fn ps(root: &StateRoot, id: &str, format: OutputFormat, ps_args: &[String]) 
     }
     let pids = container_pids(&state)?;
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string(&pids)?),
+        OutputFormat::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string(&pids)?)?,
         OutputFormat::Table => print_ps_table(&pids, ps_args)?,
     }
     Ok(())
@@ -138,14 +142,15 @@ fn print_ps_table(pids: &[i32], ps_args: &[String]) -> Result<()> {
         .split_whitespace()
         .position(|name| name == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_column)
             .and_then(|p| p.parse().ok());
         if pid.is_some_and(|pid| pids.contains(&pid)) {
-            println!("{line}");
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, setns, unshare};
-use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
 
 use crate::sys::{self, Forked};
 
@@ -28,8 +28,15 @@ pub struct NamespacePlan {
     /// process lives in it; the init enters it at execve.
     pub new_time: bool,
     pub joined: Vec<Joined>,
+    /// uid_map and gid_map contents for a new user namespace.
+    id_maps: Option<IdMaps>,
     /// Lines for /proc/self/timens_offsets: "<clock> <secs> <nanos>".
     time_offsets: Vec<String>,
+}
+
+struct IdMaps {
+    uid: String,
+    gid: String,
 }
 
 pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
@@ -67,6 +74,7 @@ impl NamespacePlan {
             new_cgroup: false,
             new_time: false,
             joined: Vec::new(),
+            id_maps: None,
             time_offsets: Vec::new(),
         };
         for (index, ns) in namespaces.iter().enumerate() {
@@ -76,9 +84,6 @@ impl NamespacePlan {
                 None => match ns.typ() {
                     LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
                     LinuxNamespaceType::Time => plan.new_time = true,
-                    LinuxNamespaceType::User => {
-                        bail!("{field}: user namespaces are not supported yet")
-                    }
                     kind => plan.clone_flags |= clone_flag(kind),
                 },
             }
@@ -86,6 +91,7 @@ impl NamespacePlan {
         if !plan.has(LinuxNamespaceType::Mount) {
             bail!("linux.namespaces: a mount namespace is required to set up the rootfs");
         }
+        plan.id_maps = id_maps(linux, plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER))?;
         plan.time_offsets = time_offsets(linux)?;
         if !plan.new_time && !plan.time_offsets.is_empty() {
             bail!("linux.timeOffsets: requires a new time namespace");
@@ -99,6 +105,18 @@ impl NamespacePlan {
             || (kind == LinuxNamespaceType::Cgroup && self.new_cgroup)
             || (kind == LinuxNamespaceType::Time && self.new_time)
             || self.joined.iter().any(|j| j.kind == kind)
+    }
+
+    /// In the parent, between clone and Go: the new user namespace's id
+    /// mappings (the child cannot write its own beyond its single uid).
+    pub fn write_id_maps(&self, child: nix::unistd::Pid) -> Result<()> {
+        let Some(maps) = &self.id_maps else {
+            return Ok(());
+        };
+        std::fs::write(format!("/proc/{child}/uid_map"), &maps.uid)
+            .context("linux.uidMappings: writing uid_map")?;
+        std::fs::write(format!("/proc/{child}/gid_map"), &maps.gid)
+            .context("linux.gidMappings: writing gid_map")
     }
 
     /// The pid namespace to join, which the parent enters around the clone
@@ -124,6 +142,9 @@ impl NamespacePlan {
         for joined in ordered {
             setns(joined.fd.as_fd(), clone_flag(joined.kind))
                 .with_context(|| format!("setns into the {} namespace", name(joined.kind)))?;
+        }
+        if self.has(LinuxNamespaceType::User) {
+            become_namespace_root()?;
         }
         if self.new_cgroup {
             unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
@@ -190,6 +211,39 @@ fn open_checked(kind: LinuxNamespaceType, path: &Path, field: &str) -> Result<Jo
         kind,
         fd: file.into(),
     })
+}
+
+/// A process keeps its host ids when it enters a user namespace, which map to
+/// nothing there: it must take the namespace's root ids to own what it creates.
+fn become_namespace_root() -> Result<()> {
+    use nix::unistd::{Gid, Uid, setresgid, setresuid};
+    let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    setresgid(root_gid, root_gid, root_gid).context("setresgid(0) in the user namespace")?;
+    setresuid(root_uid, root_uid, root_uid).context("setresuid(0) in the user namespace")
+}
+
+/// A new user namespace needs both mappings; mappings without one are a
+/// mistake (runc refuses both).
+fn id_maps(linux: &Linux, new_user_namespace: bool) -> Result<Option<IdMaps>> {
+    let render = |mappings: &[LinuxIdMapping]| -> String {
+        mappings
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect()
+    };
+    let uid = linux.uid_mappings().as_deref().unwrap_or_default();
+    let gid = linux.gid_mappings().as_deref().unwrap_or_default();
+    match (new_user_namespace, uid.is_empty(), gid.is_empty()) {
+        (true, false, false) => Ok(Some(IdMaps {
+            uid: render(uid),
+            gid: render(gid),
+        })),
+        (true, _, _) => bail!("linux.uidMappings: a new user namespace needs uid and gid mappings"),
+        (false, true, true) => Ok(None),
+        (false, _, _) => {
+            bail!("linux.uidMappings: mappings need a new user namespace in linux.namespaces")
+        }
+    }
 }
 
 /// Must happen before any process lives in the new namespace: the kernel

@@ -171,15 +171,6 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Rust starts programs with SIGPIPE ignored; a command-line tool whose
-/// reader went away (`berth list | head`) should end quietly instead, as
-/// runc does.
-pub fn default_sigpipe() {
-    use nix::sys::signal::{SigHandler, signal};
-    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-}
-
 /// Resets every catchable signal to its default action and unblocks all of
 /// them: the container's process must not inherit the runtime's choices (Rust
 /// ignores SIGPIPE; `run` blocks the signals it forwards).
