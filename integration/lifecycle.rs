@@ -254,3 +254,32 @@ fn run_detach_returns_while_container_runs() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(c.status().as_deref(), Some("running"));
 }
+
+#[test]
+fn concurrent_creates_of_one_id_have_exactly_one_winner() {
+    // runc deviates: runc 1.1.5 sometimes lets every racer fail ("exec fifo … already exists",
+    // "unable to store init state"), leaving no container.
+    let mut c = Container::new();
+    c.configure(|spec| set_args(spec, &["sleep", "1000"]));
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let creates: Vec<_> = (0..4)
+        .map(|_| c.spawn(&["create", "--bundle", &bundle, &c.id]))
+        .collect();
+    let outputs: Vec<_> = creates
+        .into_iter()
+        .map(|s| s.wait(COMMAND_TIMEOUT))
+        .collect();
+    let winners = outputs.iter().filter(|o| o.code == 0).count();
+    assert_eq!(winners, 1, "{outputs:#?}");
+    assert_eq!(c.status().as_deref(), Some("created"));
+    c.start().success();
+}
+
+#[test]
+fn kill_all_signals_every_container_process() {
+    let mut c = Container::new();
+    c.start_sleeper();
+    c.exec(&["--detach"], &["sleep", "1000"]).success();
+    c.cmd(&["kill", "--all", &c.id, "KILL"]).success();
+    c.wait_for_status("stopped", COMMAND_TIMEOUT);
+}

@@ -591,10 +591,13 @@ impl Default for Container {
 impl Drop for Container {
     fn drop(&mut self) {
         // `delete --force` must clean up whatever state the test left the container in.
-        let _ = self
-            .spawn(&["delete", "--force", &self.id])
-            .child
-            .wait_with_output();
+        // Bounded: a hanging runtime must not hang the test run (and panicking here while
+        // already unwinding would abort it).
+        let mut delete = self.spawn(&["delete", "--force", &self.id]);
+        if wait_timeout(&mut delete.child, COMMAND_TIMEOUT).is_none() {
+            let _ = delete.child.kill();
+            let _ = delete.child.wait();
+        }
         let leaks = self.settled_leaks();
         self.scrub();
         if !leaks.is_empty() && !std::thread::panicking() {
