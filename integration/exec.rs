@@ -194,7 +194,10 @@ fn listen_fds_pass_through_with_listen_pid_one() {
     });
     let file = c.dir.join("fd3.txt");
     let bundle = c.bundle.to_str().unwrap().to_string();
-    let script = format!("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\" 3>>'{}'", file.display());
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\" 3>>'{}'",
+        file.display()
+    );
     let root = c.root.to_str().unwrap();
     let args = [
         "-c",
