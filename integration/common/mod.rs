@@ -505,7 +505,7 @@ impl Container {
     }
 
     /// Leaks still there after up to 2 s (a killed process takes a moment to disappear).
-    fn settled_leaks(&self) -> Vec<String> {
+    pub fn settled_leaks(&self) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let leaks = self.leaks();
