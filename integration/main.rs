@@ -16,6 +16,7 @@ mod errors;
 mod exec;
 mod faults;
 mod lifecycle;
+mod process;
 mod soak;
 // One module per spec area, added by the helpers working on them:
 // mod cgroups; mod process; mod rootfs; mod seccomp; mod security;

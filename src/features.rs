@@ -22,6 +22,7 @@ pub fn features() -> Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "cgroup": crate::cgroups::features(),
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),

@@ -45,12 +45,12 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     let timeout = hook
         .timeout()
         .map(|secs| Duration::from_secs(secs.max(0) as u64));
-    if let Some(timeout) = timeout {
-        if !exits_within(child.id() as i32, timeout)? {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("timed out after {}s", timeout.as_secs());
-        }
+    if let Some(timeout) = timeout
+        && !exits_within(child.id() as i32, timeout)?
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("timed out after {}s", timeout.as_secs());
     }
     let status = child.wait().context("waiting for the hook")?;
     if !status.success() {

@@ -1,5 +1,6 @@
 //! berth: an OCI container runtime, a drop-in replacement for runc.
 
+mod cgroups;
 mod cli;
 mod container;
 mod features;
@@ -50,9 +51,6 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let Some(command) = cli.command else {
         bail!("no command given; see berth --help");
     };
-    if cli.systemd_cgroup {
-        bail!("--systemd-cgroup: the systemd cgroup driver is not supported yet");
-    }
     let rootless = cli.rootless.as_deref() == Some("true");
     if rootless && !matches!(command, Command::Spec { .. }) {
         bail!("--rootless: rootless containers are not supported yet");
@@ -65,12 +63,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 .console_socket
                 .clone()
                 .map_or(ConsoleTarget::None, ConsoleTarget::Socket);
-            container::create(root, &create_options(args)?, console)?;
+            container::create(root, &create_options(args, cli.systemd_cgroup)?, console)?;
         }
         Command::Run(args) => {
             let options = RunOptions {
                 console_socket: absolute(args.create.console_socket.clone())?,
-                create: create_options(args.create)?,
+                create: create_options(args.create, cli.systemd_cgroup)?,
                 detach: args.detach,
                 keep: args.keep,
                 no_subreaper: args.no_subreaper,
@@ -90,6 +88,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             ps_args,
         } => container::ps(root, &id, format, &ps_args)?,
         Command::List { format, quiet } => container::list(root, format, quiet)?,
+        Command::Pause { id } => container::pause(root, &id)?,
+        Command::Resume { id } => container::resume(root, &id)?,
+        Command::Update { resources, id } => container::update(root, &id, &resources)?,
+        Command::Events {
+            interval,
+            stats,
+            id,
+        } => container::events(root, &id, interval, stats)?,
         Command::Features => println!("{}", serde_json::to_string_pretty(&features::features())?),
     }
     Ok(0)
@@ -104,9 +110,10 @@ fn write_default_spec(bundle: &Path, rootless: bool) -> Result<()> {
     std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-fn create_options(args: CreateArgs) -> Result<CreateOptions> {
+fn create_options(args: CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions> {
     Ok(CreateOptions {
         id: args.id,
+        systemd_cgroup,
         bundle: args.bundle,
         pid_file: absolute(args.pid_file)?,
         preserve_fds: args.preserve_fds,
@@ -126,7 +133,7 @@ fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
         .process()
         .as_ref()
         .context("the container has no process")?;
-    let process = process::exec_process(&args.process, &args.args, base)?;
+    let process = process::exec_process(&args.process, base)?;
     let console = match (&args.console_socket, args.detach) {
         (Some(path), _) => ConsoleTarget::Socket(path.clone()),
         (None, false) => ConsoleTarget::Proxy,

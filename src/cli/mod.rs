@@ -90,6 +90,26 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Freeze every process of a container
+    Pause { id: String },
+    /// Thaw a paused container
+    Resume { id: String },
+    /// Change a container's resource limits
+    Update {
+        #[command(flatten)]
+        resources: crate::cgroups::UpdateArgs,
+        id: String,
+    },
+    /// Stream a container's stats and OOM events as JSON
+    Events {
+        /// Time between stats events
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// Print one stats event and exit
+        #[arg(long)]
+        stats: bool,
+        id: String,
+    },
     /// Describe what this build of berth supports (runtime-spec features.md)
     Features,
 }
@@ -141,8 +161,6 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    #[command(flatten)]
-    pub process: crate::process::ExecOptions,
     /// Unix socket that receives the pty master
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
@@ -156,7 +174,8 @@ pub struct ExecArgs {
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
     pub id: String,
-    /// The command and its arguments (unless --process is given)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+    /// The process flags and the command line; declared after the id so the
+    /// command's positional arguments come last.
+    #[command(flatten)]
+    pub process: crate::process::ExecOptions,
 }

@@ -10,17 +10,22 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
 
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
+use crate::cgroups::{self, CgroupManager};
 use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespacePlan};
+use crate::process;
 use crate::spec::{self, Bundle};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
 
 pub struct CreateOptions {
     pub id: String,
+    /// --systemd-cgroup: cgroupsPath is `slice:prefix:name` for systemd.
+    pub systemd_cgroup: bool,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
@@ -41,9 +46,7 @@ pub enum ConsoleTarget {
 
 /// A container in the `created` state whose init is this process's child.
 pub struct Created {
-    pub dir: PathBuf,
     pub init: Pid,
-    pub init_pidfd: OwnedFd,
     /// Our end of the console socketpair, with `ConsoleTarget::Proxy`.
     pub console_receiver: Option<UnixStream>,
 }
@@ -57,11 +60,20 @@ pub fn create(
     let namespaces = NamespacePlan::from_spec(bundle.linux())?;
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
+    let cgroups_path = bundle
+        .linux()
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy());
+    let cgroup =
+        cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.systemd_cgroup)?;
+    let resources = container_resources(&bundle);
 
     let dir = root.claim(&options.id)?;
     let mut rollback = Rollback {
         dir: &dir,
         init: None,
+        cgroup: None,
     };
     let mut state = State {
         id: options.id.clone(),
@@ -71,17 +83,26 @@ pub fn create(
         phase: Phase::Creating,
         creator: Some(ProcessId::of(nix::unistd::getpid())?),
         init: None,
+        cgroup: Some(cgroup.handle()),
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
+    let cgroup = rollback.cgroup.insert(cgroup);
+    cgroup.create()?;
+    state.cgroup = Some(cgroup.handle());
+    state.save(&dir)?;
+    cgroup.apply(&resources)?;
 
     let start_listener = UnixListener::bind(socket_path(&dir, START_SOCKET)?.path)
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
-    let forked =
-        namespaces::clone_in_pid_namespace(namespaces.joined_pid(), namespaces.clone_flags, None)
-            .context("starting the container init")?;
+    let forked = namespaces::clone_in_pid_namespace(
+        namespaces.joined_pid(),
+        namespaces.clone_flags,
+        cgroup.clone_into_fd(),
+    )
+    .context("starting the container init")?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {
             drop(channel);
@@ -96,15 +117,19 @@ pub fn create(
                 no_new_keyring: options.no_new_keyring,
                 preserved_fds,
                 hook_state,
+                exec_plan: None,
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, start_listener, console_for_init));
     rollback.init = Some((init, init_pidfd));
+    process::set_initial_cpu_affinity(init, bundle.process())?;
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
+    // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
+    cgroup.add_process(init.as_raw())?;
     channel.send(&Message::Go {
         host_pid: init.as_raw(),
     })?;
@@ -132,21 +157,19 @@ pub fn create(
     state.creator = None;
     state.save(&dir)?;
 
-    let (init, init_pidfd) = rollback.init.take().expect("set above");
     rollback.disarm();
     Ok(Created {
-        dir,
         init,
-        init_pidfd,
         console_receiver,
     })
 }
 
 /// Undoes a failed create: the init (and with it its mount namespace) dies,
-/// the state directory goes.
+/// the cgroup and the state directory go.
 struct Rollback<'a> {
     dir: &'a Path,
     init: Option<(Pid, OwnedFd)>,
+    cgroup: Option<Box<dyn CgroupManager>>,
 }
 
 impl Rollback<'_> {
@@ -160,6 +183,9 @@ impl Drop for Rollback<'_> {
         if let Some((pid, pidfd)) = self.init.take() {
             let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL);
             let _ = waitpid(pid, None);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.remove();
         }
         let _ = std::fs::remove_dir_all(self.dir);
     }
@@ -188,6 +214,19 @@ pub fn socket_path(dir: &Path, name: &str) -> Result<SocketPath> {
         path,
         _dir: Some(handle),
     })
+}
+
+/// `linux.resources` with the device rules every container gets (runc's
+/// defaults plus `linux.devices`), which the cgroup enforces.
+fn container_resources(bundle: &Bundle) -> LinuxResources {
+    let linux = bundle.linux();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let rules = cgroups::container_device_rules(
+        resources.devices().as_deref().unwrap_or_default(),
+        linux.devices().as_deref().unwrap_or_default(),
+    );
+    resources.set_devices(Some(rules));
+    resources
 }
 
 /// The console socket checks of runc, and the connection the init will use.

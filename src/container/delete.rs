@@ -53,6 +53,12 @@ fn stop(container: &Container) -> Result<()> {
 }
 
 fn destroy(container: Container) -> Result<()> {
+    if let Some(cgroup) = container.state.cgroup_manager()? {
+        // Without a pid namespace of its own the container's processes do not
+        // die with its init; its cgroup still holds every one of them.
+        cgroup.kill_all(Signal::SIGKILL)?;
+        cgroup.remove()?;
+    }
     let hooks = container.state.config.hooks().as_ref();
     if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
         let json = container.hook_state_json(Status::Stopped)?;

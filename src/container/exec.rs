@@ -31,7 +31,7 @@ pub struct ExecRequest {
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let (init_pidfd, join) = {
+    let (init_pidfd, join, cgroup) = {
         // The lock is held only while checking: a long foreground exec must
         // not block kill or delete.
         let container = Container::load(root, id)?;
@@ -39,7 +39,12 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         if !status.can_exec() {
             bail!("cannot exec in container {id}: it is {}", status.name());
         }
-        (container.init_pidfd()?, namespaces_to_join(&container))
+        let cgroup = container.state.cgroup_manager()?;
+        (
+            container.init_pidfd()?,
+            namespaces_to_join(&container),
+            cgroup,
+        )
     };
     let (console_for_child, console_receiver) = console_pair(&request)?;
     let signals = (!request.detach)
@@ -67,6 +72,10 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, console_for_child));
+    if let Some(cgroup) = &cgroup {
+        cgroup.add_process(pid.as_raw())?;
+    }
+    process::set_initial_cpu_affinity(pid, &request.process)?;
 
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
@@ -135,13 +144,15 @@ fn run_child(
     channel.expect_go()?;
     setns(init_pidfd.as_fd(), join).context("setns into the container's namespaces")?;
     if let Some(socket) = console {
-        let pty = process::console::open_pty(request.process.console_size().as_ref())?;
+        let pty = process::console::open_pty(request.process.console_size())?;
         process::console::send_master(socket.as_fd(), &pty)?;
-        process::console::attach_slave(std::path::Path::new(&pty.slave))?;
+        process::console::attach_slave(pty)?;
     }
-    process::apply(&request.process)?;
-    sys::cloexec_from(3 + request.preserve_fds).context("close_range(CLOSE_RANGE_CLOEXEC)")?;
+    process::apply(&request.process, None)?;
+    let plan = process::prepare_exec(&request.process)?;
+    process::mark_fds_cloexec(3 + request.preserve_fds)?;
+    process::set_final_cpu_affinity(&request.process)?;
     // The process outlives a detached `berth exec` by design.
     sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
-    process::exec(&request.process)
+    plan.exec()
 }

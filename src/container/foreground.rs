@@ -60,13 +60,13 @@ pub fn wait(child: Pid, signals: SigSet, pty: Option<OwnedFd>) -> Result<i32> {
                 std::io::stdout().as_fd(),
             );
         }
-        if ready[0] {
-            if let Some(code) = handle_signal(&signal_fd, child, pty.as_ref())? {
-                if let Some(pty) = &pty {
-                    drain(pty.as_fd());
-                }
-                return Ok(code);
+        if ready[0]
+            && let Some(code) = handle_signal(&signal_fd, child, pty.as_ref())?
+        {
+            if let Some(pty) = &pty {
+                drain(pty.as_fd());
             }
+            return Ok(code);
         }
     }
 }

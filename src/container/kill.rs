@@ -11,11 +11,18 @@ use super::Container;
 use super::state::StateRoot;
 use crate::sys;
 
-pub fn kill(root: &StateRoot, id: &str, signal: Signal, _all: bool) -> Result<()> {
+pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
     if !status.can_kill() {
         bail!("cannot kill container {id}: it is {}", status.name());
+    }
+    if all {
+        let cgroup = container
+            .state
+            .cgroup_manager()?
+            .context("the container has no cgroup")?;
+        return cgroup.kill_all(signal);
     }
     let pidfd = container.init_pidfd()?;
     sys::pidfd_send_signal(pidfd.as_fd(), signal)

@@ -7,6 +7,7 @@ mod exec;
 mod foreground;
 mod kill;
 mod query;
+mod resources;
 mod run;
 mod start;
 pub mod state;
@@ -23,6 +24,7 @@ pub use delete::delete;
 pub use exec::{ExecRequest, exec};
 pub use kill::{kill, parse_signal};
 pub use query::{list, ps, state};
+pub use resources::{events, pause, resume, update};
 pub use run::{RunOptions, run};
 pub use start::start;
 
@@ -32,7 +34,6 @@ use state::{State, StateRoot, Status};
 /// A container found under the state root, with its directory locked against
 /// concurrent lifecycle commands for as long as this value lives.
 pub struct Container {
-    pub id: String,
     pub dir: PathBuf,
     pub state: State,
     _lock: Flock<File>,
@@ -57,7 +58,6 @@ impl Container {
             .with_context(|| format!("locking {}", dir.display()))?;
         let state = State::load(&dir)?;
         Ok(Container {
-            id: id.to_string(),
             dir,
             state,
             _lock: lock,

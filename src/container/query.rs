@@ -2,7 +2,6 @@
 //! is only ever replaced atomically.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -105,17 +104,12 @@ pub fn ps(root: &StateRoot, id: &str, format: OutputFormat, ps_args: &[String]) 
     Ok(())
 }
 
-/// Every process in the init's pid namespace (the init's own included).
+/// Every process of the container, from its cgroup.
 fn container_pids(state: &State) -> Result<Vec<i32>> {
-    let init = state.init.context("the container has no init process")?;
-    let ns_of = |pid: i32| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| m.ino());
-    let container_ns = ns_of(init.pid).context("reading the init's pid namespace")?;
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")?
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|&pid| ns_of(pid).is_ok_and(|ns| ns == container_ns))
-        .collect();
-    pids.sort_unstable();
-    Ok(pids)
+    let cgroup = state
+        .cgroup_manager()?
+        .context("the container has no cgroup")?;
+    cgroup.pids()
 }
 
 /// runc runs `ps` with the given arguments (default `-ef`) and keeps the

@@ -12,6 +12,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::{self, CgroupHandle, CgroupManager};
+
 pub const STATE_FILE: &str = "state.json";
 /// The socket the created init waits on; it exists exactly while the
 /// container is `created`.
@@ -139,6 +141,9 @@ pub struct State {
     /// container is a leftover for `delete --force`, not a container in the making.
     pub creator: Option<ProcessId>,
     pub init: Option<ProcessId>,
+    /// The container's cgroup, recorded before the init exists so that even a
+    /// create killed half-way leaves `delete --force` what it needs.
+    pub cgroup: Option<CgroupHandle>,
     /// The validated config, for exec, hooks and delete.
     pub config: Spec,
 }
@@ -151,8 +156,18 @@ impl State {
             Phase::Creating => Status::Stopped,
             _ if !init_alive => Status::Stopped,
             Phase::Created if dir.join(START_SOCKET).exists() => Status::Created,
+            _ if self.is_frozen() => Status::Paused,
             _ => Status::Running,
         }
+    }
+
+    fn is_frozen(&self) -> bool {
+        self.cgroup_manager()
+            .is_ok_and(|cgroup| cgroup.is_some_and(|c| c.is_frozen().unwrap_or(false)))
+    }
+
+    pub fn cgroup_manager(&self) -> anyhow::Result<Option<Box<dyn CgroupManager>>> {
+        self.cgroup.as_ref().map(cgroups::from_handle).transpose()
     }
 
     pub fn annotations(&self) -> HashMap<String, String> {
@@ -220,10 +235,6 @@ impl StateRoot {
         let path =
             std::path::absolute(path).with_context(|| format!("--root {}", path.display()))?;
         Ok(StateRoot(path))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
     }
 
     pub fn container_dir(&self, id: &str) -> Result<PathBuf> {

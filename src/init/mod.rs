@@ -16,7 +16,7 @@ use oci_spec::runtime::LinuxNamespaceType;
 
 use crate::hooks;
 use crate::namespaces::NamespacePlan;
-use crate::process;
+use crate::process::{self, ExecPlan};
 use crate::rootfs::{self, RootfsOptions};
 use crate::spec::Bundle;
 use crate::sync::{Channel, Message};
@@ -37,6 +37,8 @@ pub struct InitArgs<'a> {
     pub preserved_fds: i32,
     /// The state JSON for the hooks this process runs, without pid and status.
     pub hook_state: serde_json::Value,
+    /// Filled in by setup: the program to exec once started.
+    pub exec_plan: Option<ExecPlan>,
 }
 
 /// Never returns: the init either execs the user's process or exits, and
@@ -53,7 +55,7 @@ pub fn run(mut args: InitArgs) -> ! {
         Ok(connection) => connection,
         Err(_) => sys::exit_now(1),
     };
-    let Err(err) = start_user_process(&args);
+    let Err(err) = start_user_process(args);
     // `start` reads this until EOF; success is an EOF with nothing before it.
     let _ = connection.write_all(format!("{err:#}").as_bytes());
     sys::exit_now(1)
@@ -89,7 +91,10 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         set_up_console(args.bundle, socket)?;
     }
     entered.finish(spec)?;
-    process::apply(args.bundle.process())?;
+    let process = args.bundle.process();
+    process::apply(process, args.bundle.linux().personality().as_ref())?;
+    // Resolved now, so that a missing program fails `create`, as with runc.
+    args.exec_plan = Some(process::prepare_exec(process)?);
     // Past this point the creator exits by design: its death must not kill us.
     sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
     args.channel.send(&Message::Ready)
@@ -110,10 +115,10 @@ fn set_host_and_domain_name(args: &InitArgs) -> Result<()> {
 }
 
 fn set_up_console(bundle: &Bundle, socket: &UnixStream) -> Result<()> {
-    let pty = process::console::open_pty(bundle.process().console_size().as_ref())?;
+    let pty = process::console::open_pty(bundle.process().console_size())?;
     process::console::send_master(socket.as_fd(), &pty)?;
-    process::console::attach_slave(Path::new(&pty.slave))?;
-    rootfs::bind_console(Path::new(&pty.slave))
+    rootfs::bind_console(Path::new(&pty.name))?;
+    process::console::attach_slave(pty)
 }
 
 fn run_hooks(args: &InitArgs, kind: &str, status: &str) -> Result<()> {
@@ -140,8 +145,10 @@ fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
     Ok(connection)
 }
 
-fn start_user_process(args: &InitArgs) -> Result<Infallible> {
-    run_hooks(args, "startContainer", "created")?;
-    sys::cloexec_from(3 + args.preserved_fds).context("close_range(CLOSE_RANGE_CLOEXEC)")?;
-    process::exec(args.bundle.process())
+fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
+    run_hooks(&args, "startContainer", "created")?;
+    process::mark_fds_cloexec(3 + args.preserved_fds)?;
+    process::set_final_cpu_affinity(args.bundle.process())?;
+    let plan = args.exec_plan.take().context("setup resolved no program")?;
+    plan.exec()
 }

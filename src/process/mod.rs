@@ -1,92 +1,93 @@
-//! INTERIM: minimal process setup until the process module lands.
+//! Turns the calling process — a root process with every capability, already inside the
+//! container's namespaces and root — into the one `process` describes, then execs it.
+//!
+//! The init (and the child of `berth exec`) calls, in this order:
+//! 1. [`prepare`]: rlimits, oomScoreAdj, scheduler, ioPriority, personality, umask, cwd.
+//! 2. seccomp, if `noNewPrivileges` is false (loading a filter then needs CAP_SYS_ADMIN).
+//! 3. [`assume_identity`]: bounding set, groups/gid/uid, capability sets, no_new_privs.
+//!    [`apply`] is 1 + 3 for callers that load seccomp later.
+//! 4. [`prepare_exec`]: look the program up (a missing one fails `create`, as in runc).
+//! 5. [`mark_fds_cloexec`], block on `start`, [`set_final_cpu_affinity`], seccomp if
+//!    `noNewPrivileges` is true, then [`ExecPlan::exec`].
 
-use std::convert::Infallible;
-use std::ffi::CString;
+mod affinity;
+pub mod console;
+mod cwd;
+mod exec;
+mod exec_options;
+mod identity;
+mod limits;
+mod sys;
+mod validate;
 
-use anyhow::{Context, Result, bail};
-use oci_spec::runtime::Process;
+use std::os::fd::RawFd;
 
-pub fn apply(process: &Process) -> Result<()> {
-    nix::unistd::chdir(process.cwd()).context("chdir")?;
+use anyhow::{Result, anyhow};
+use oci_spec::runtime::{LinuxPersonality, Process};
+
+pub use affinity::{set_final_cpu_affinity, set_initial_cpu_affinity};
+pub use exec::{ExecPlan, prepare_exec};
+pub use exec_options::{ExecOptions, exec_process};
+pub use validate::validate;
+
+/// Everything but seccomp and execve, in the documented order. `validate` runs first again:
+/// `berth exec` and a parent that skipped it must not get a half-applied process from a bad
+/// config.
+pub fn apply(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
+    validate(process, personality)?;
+    prepare(process, personality)?;
+    assume_identity(process)
+}
+
+/// The settings that need root and all capabilities. Rlimits come first: raising a hard limit
+/// needs CAP_SYS_RESOURCE in the effective set, which the identity switch takes away.
+pub fn prepare(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
+    limits::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(adj) = process.oom_score_adj() {
+        limits::set_oom_score_adj(adj)?;
+    }
+    if let Some(scheduler) = process.scheduler() {
+        limits::set_scheduler(scheduler)?;
+    }
+    if let Some(io_priority) = process.io_priority() {
+        limits::set_io_priority(io_priority)?;
+    }
+    if let Some(personality) = personality {
+        limits::set_personality(personality)?;
+    }
+    limits::set_umask(process.user().umask());
+    // As root, like runc's first chdir: the final user may lack search permission on the path
+    // to cwd but still be meant to work in it.
+    cwd::enter(process.cwd())
+}
+
+/// Groups, gid, uid and capabilities, then no_new_privs. Without `process.capabilities` the
+/// capability sets are left as they are (runc's behaviour).
+pub fn assume_identity(process: &Process) -> Result<()> {
+    let plan = process
+        .capabilities()
+        .as_ref()
+        .map(identity::plan_capabilities)
+        .transpose()?;
+    if let Some(plan) = &plan {
+        identity::limit_bounding_set(plan)?;
+    }
+    identity::switch_user(process.user(), plan.is_some())?;
+    if let Some(plan) = &plan {
+        identity::set_capabilities(plan)?;
+    }
+    if process.no_new_privileges() == Some(true) {
+        identity::set_no_new_privileges()?;
+    }
     Ok(())
 }
 
-pub fn exec(process: &Process) -> Result<Infallible> {
-    let args: Vec<CString> = process
-        .args()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| CString::new(a).unwrap())
-        .collect();
-    let env: Vec<CString> = process
-        .env()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| CString::new(a).unwrap())
-        .collect();
-    let program = args[0].to_str()?.to_string();
-    let candidates: Vec<String> = if program.contains('/') {
-        vec![program.clone()]
-    } else {
-        [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ]
-        .iter()
-        .map(|d| format!("{d}/{program}"))
-        .collect()
-    };
-    for c in candidates {
-        let c = CString::new(c)?;
-        let _ = nix::unistd::execve(&c, &args, &env);
-    }
-    bail!("exec {program:?}: executable file not found in $PATH")
+/// Marks every fd from `first` up close-on-exec (stdio and the preserved fds
+/// 3..3+LISTEN_FDS+preserve-fds stay open). Runtime fds still needed before execve keep working.
+pub fn mark_fds_cloexec(first: RawFd) -> Result<()> {
+    crate::sys::cloexec_from(first)
+        .map_err(|errno| anyhow!("close_range({first}, CLOEXEC): {}", errno.desc()))
 }
 
-pub mod console {
-    use std::os::fd::BorrowedFd;
-    use std::path::Path;
-
-    use anyhow::{Result, bail};
-
-    pub struct Pty {
-        pub slave: String,
-    }
-
-    pub fn open_pty(_size: Option<&oci_spec::runtime::Box>) -> Result<Pty> {
-        bail!("terminal not supported yet")
-    }
-
-    pub fn send_master(_socket: BorrowedFd, _pty: &Pty) -> Result<()> {
-        bail!("terminal not supported yet")
-    }
-
-    pub fn attach_slave(_slave: &Path) -> Result<()> {
-        bail!("terminal not supported yet")
-    }
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ExecOptions {
-    #[arg(short, long)]
-    pub process: Option<std::path::PathBuf>,
-    #[arg(short, long)]
-    pub tty: bool,
-}
-
-pub fn exec_process(opts: &ExecOptions, args: &[String], base: &Process) -> Result<Process> {
-    if let Some(path) = &opts.process {
-        let text = std::fs::read_to_string(path)?;
-        return Ok(serde_json::from_str(&text)?);
-    }
-    let mut p = base.clone();
-    p.set_args(Some(args.to_vec()));
-    p.set_terminal(Some(opts.tty));
-    Ok(p)
-}
+#[cfg(test)]
+mod root_tests;

@@ -1,31 +1,86 @@
-//! INTERIM: minimal rootfs until the rootfs module lands (bind + proc + pivot).
+//! The container's root filesystem, set up inside the init process (already in its new mount
+//! namespace, single-threaded, real root) in three phases around the hooks and the console:
+//! [`prepare`] (propagation, rootfs bind, config mounts, devices), [`PreparedRootfs::enter`]
+//! (pivot_root or MS_MOVE+chroot) and [`EnteredRootfs::finish`] (root.readonly, sysctl,
+//! readonlyPaths, maskedPaths).
+//!
+//! Every path inside the rootfs is resolved with [`resolve`] (openat2 RESOLVE_IN_ROOT) and every
+//! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
+//! image nor a swap during setup can make berth mount or write outside the container.
+//!
+//! `linux.mountLabel` is not applied: berth has no SELinux support yet (issue 4) and this host
+//! runs without SELinux, so the label would have nothing to act on.
 
+mod cgroup;
+mod copyup;
+mod devices;
+mod harden;
+mod mount;
+mod options;
+pub mod resolve;
+mod sys;
+pub mod sysctl;
+
+#[cfg(test)]
+mod root_tests;
+
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use oci_spec::runtime::{Mount, Spec};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use procfs::process::{MountOptFields, Process};
+
+use devices::{
+    DeviceStrategy, create_device, create_link, default_links, dev_is_bind_mounted, devices_for,
+    remove_existing,
+};
+use mount::{DeferredReadonly, attach, mount_entry};
+use resolve::{create_file_at, parent_in_root};
+use sys::MountAttr;
 
 pub struct RootfsOptions<'a> {
+    /// Absolute, canonical host path of the bundle's root.path.
     pub rootfs: &'a Path,
+    /// --no-pivot: MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// Mounts the runtime adds after the config's own (e.g. the NOTIFY_SOCKET directory).
     pub extra_mounts: Vec<Mount>,
 }
 
+/// The rootfs with every mount and device in place, not yet entered.
 pub struct PreparedRootfs {
     rootfs: PathBuf,
+    root: OwnedFd,
+    no_pivot: bool,
+    deferred: Vec<DeferredReadonly>,
 }
-pub struct EnteredRootfs;
 
-pub fn prepare(_spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .context("make / rslave")?;
+/// The process now lives inside the container root; masking and read-only remounts remain.
+pub struct EnteredRootfs {
+    deferred: Vec<DeferredReadonly>,
+}
+
+const RDONLY: MountAttr = MountAttr {
+    set: libc::MOUNT_ATTR_RDONLY,
+    clear: 0,
+    propagation: 0,
+};
+
+/// Phase 1, before the createRuntime/createContainer hooks.
+pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
+    let linux = spec.linux().as_ref();
+    let propagation =
+        options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+    sysctl::validate(spec)?;
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .context("set the propagation of / (linux.rootfsPropagation)")?;
+    make_parent_mount_private(opts.rootfs)?;
     mount(
         Some(opts.rootfs),
         opts.rootfs,
@@ -33,36 +88,204 @@ pub fn prepare(_spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .context("bind rootfs")?;
-    mount(
-        Some("proc"),
-        &opts.rootfs.join("proc"),
-        Some("proc"),
-        MsFlags::empty(),
-        None::<&str>,
+    .with_context(|| format!("bind the rootfs {} onto itself", opts.rootfs.display()))?;
+    let root = open(
+        opts.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
     )
-    .context("mount proc")?;
+    .with_context(|| format!("open rootfs {}", opts.rootfs.display()))?;
+
+    let config_mounts = spec.mounts().as_deref().unwrap_or_default();
+    let mut deferred = Vec::new();
+    for (i, entry) in config_mounts.iter().chain(&opts.extra_mounts).enumerate() {
+        let what = if i < config_mounts.len() {
+            format!("mounts[{i}]")
+        } else {
+            "runtime mount".into()
+        };
+        let done = mount_entry(root.as_fd(), entry)
+            .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
+        deferred.extend(done);
+    }
+
+    if !dev_is_bind_mounted(config_mounts) {
+        let in_userns = linux
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
+        let strategy = if in_userns {
+            DeviceStrategy::BindFromHost
+        } else {
+            DeviceStrategy::Mknod
+        };
+        for node in devices_for(spec)? {
+            create_device(root.as_fd(), &node, strategy)
+                .with_context(|| format!("create device {}", node.path.display()))?;
+        }
+        for (target, link) in default_links() {
+            create_link(root.as_fd(), target, link)
+                .with_context(|| format!("create link {link}"))?;
+        }
+    }
     Ok(PreparedRootfs {
-        rootfs: opts.rootfs.to_path_buf(),
+        rootfs: opts.rootfs.to_owned(),
+        root,
+        no_pivot: opts.no_pivot,
+        deferred,
     })
 }
 
+/// pivot_root refuses a new root whose parent mount is shared; make that parent private (only
+/// inside our mount namespace), as runc does.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let mounts = Process::myself()
+        .and_then(|p| p.mountinfo())
+        .context("read /proc/self/mountinfo")?;
+    let parent = mounts
+        .0
+        .iter()
+        .filter(|m| rootfs.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len())
+        .with_context(|| format!("no mount contains {}", rootfs.display()))?;
+    if parent
+        .opt_fields
+        .iter()
+        .any(|f| matches!(f, MountOptFields::Shared(_)))
+    {
+        mount(
+            None::<&str>,
+            &parent.mount_point,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .with_context(|| format!("make {} private", parent.mount_point.display()))?;
+    }
+    Ok(())
+}
+
 impl PreparedRootfs {
+    /// Phase 2, after the createRuntime/createContainer hooks: make the rootfs the root.
     pub fn enter(self) -> Result<EnteredRootfs> {
-        nix::unistd::chdir(&self.rootfs)?;
-        nix::unistd::pivot_root(".", ".").context("pivot_root")?;
-        umount2(".", MntFlags::MNT_DETACH).context("detach old root")?;
-        nix::unistd::chdir("/")?;
-        Ok(EnteredRootfs)
+        if self.no_pivot {
+            fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
+            // Without pivot_root the host's mounts stay in this namespace underneath; that is
+            // what --no-pivot accepts (it exists for ramfs roots that cannot be pivoted).
+            mount(
+                Some(&self.rootfs),
+                "/",
+                None::<&str>,
+                MsFlags::MS_MOVE,
+                None::<&str>,
+            )
+            .context("move the rootfs onto / (--no-pivot)")?;
+            chroot(".").context("chroot into the rootfs")?;
+        } else {
+            let old_root = open(
+                "/",
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .context("open the old root")?;
+            fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
+            // pivot_root(".", ".") stacks the old root on top of the new one, so no directory
+            // for it is needed inside the image; it is then detached.
+            pivot_root(".", ".").context("pivot_root")?;
+            fchdir(old_root.as_fd()).context("chdir to the old root")?;
+            // Keep the detach from propagating to the host's mounts.
+            mount(
+                None::<&str>,
+                ".",
+                None::<&str>,
+                MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .context("make the old root rslave")?;
+            umount2(".", MntFlags::MNT_DETACH).context("detach the old root")?;
+        }
+        chdir("/").context("chdir /")?;
+        Ok(EnteredRootfs {
+            deferred: self.deferred,
+        })
     }
 }
 
+fn open_root() -> Result<OwnedFd> {
+    open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("open /")
+}
+
 impl EnteredRootfs {
-    pub fn finish(self, _spec: &Spec) -> Result<()> {
+    /// Phase 3, after the console is set up.
+    pub fn finish(self, spec: &Spec) -> Result<()> {
+        let root = open_root()?;
+        // runc creates a missing cwd, before the root may turn read-only.
+        if let Some(process) = spec.process() {
+            resolve::mkdir_all_in_root(
+                root.as_fd(),
+                process.cwd(),
+                Mode::from_bits_truncate(0o755),
+            )
+            .with_context(|| format!("process.cwd: creating {}", process.cwd().display()))?;
+        }
+        for DeferredReadonly(path) in &self.deferred {
+            let fd = resolve::open_path_in_root(root.as_fd(), path, true)
+                .with_context(|| format!("open {}", path.display()))?;
+            sys::mount_setattr_fd(fd.as_fd(), false, RDONLY)
+                .with_context(|| format!("make {} read-only", path.display()))?;
+        }
+        if spec
+            .root()
+            .as_ref()
+            .is_some_and(|r| r.readonly().unwrap_or(false))
+        {
+            sys::mount_setattr_fd(root.as_fd(), false, RDONLY)
+                .context("root.readonly: remount / read-only")?;
+        }
+        // sysctls first: readonlyPaths usually includes /proc/sys.
+        sysctl::apply(spec)?;
+        let linux = spec.linux().as_ref();
+        harden::make_readonly(
+            root.as_fd(),
+            linux
+                .and_then(|l| l.readonly_paths().as_deref())
+                .unwrap_or_default(),
+        )?;
+        harden::mask(
+            root.as_fd(),
+            linux
+                .and_then(|l| l.masked_paths().as_deref())
+                .unwrap_or_default(),
+        )?;
         Ok(())
     }
 }
 
-pub fn bind_console(_slave: &Path) -> Result<()> {
-    anyhow::bail!("terminal not supported yet")
+/// Bind the console's pty slave (a path on the container's devpts, e.g. /dev/pts/0) onto
+/// /dev/console, after [`PreparedRootfs::enter`]. Neither path may lead through a symlink: an
+/// image-provided /dev/console symlink is replaced, never followed.
+pub fn bind_console(pty_slave: &Path) -> Result<()> {
+    let root = open_root()?;
+    let slave = resolve::open_in_root(root.as_fd(), pty_slave, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        .with_context(|| format!("open pty {}", pty_slave.display()))?;
+    let st = fstat(slave.as_fd()).context("fstat pty")?;
+    let is_chr = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    let on_devpts =
+        fstatfs(slave.as_fd()).is_ok_and(|fs| fs.filesystem_type() == DEVPTS_SUPER_MAGIC);
+    if !is_chr || !on_devpts {
+        bail!("{} is not a pty on devpts", pty_slave.display());
+    }
+    let console = Path::new("/dev/console");
+    let (parent, name) = parent_in_root(root.as_fd(), console)?;
+    // Whatever the image has there (a symlink to a host path, say) goes; a fresh empty file
+    // is the mount point.
+    remove_existing(parent.as_fd(), &name).context("remove the image's /dev/console")?;
+    let target = create_file_at(parent.as_fd(), &name)?;
+    let clone = sys::open_tree_fd(slave.as_fd(), libc::OPEN_TREE_CLONE).context("open_tree pty")?;
+    attach(root.as_fd(), &clone, &target, console).context("bind the pty onto /dev/console")?;
+    Ok(())
 }

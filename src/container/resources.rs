@@ -1,0 +1,85 @@
+//! The cgroup-backed commands: `pause`, `resume`, `update`, `events`.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use super::Container;
+use super::state::{State, StateRoot, Status};
+use crate::cgroups::{CgroupManager, Event, UpdateArgs};
+
+fn cgroup_of(state: &State) -> Result<Box<dyn CgroupManager>> {
+    state
+        .cgroup_manager()?
+        .context("the container has no cgroup")
+}
+
+pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if !status.can_pause() {
+        bail!("cannot pause container {id}: it is {}", status.name());
+    }
+    cgroup_of(&container.state)?.freeze()
+}
+
+pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
+    let container = Container::load(root, id)?;
+    let status = container.status();
+    if !status.can_resume() {
+        bail!("cannot resume container {id}: it is {}", status.name());
+    }
+    cgroup_of(&container.state)?.thaw()
+}
+
+/// Applies new limits; the config kept in the state records them, so that
+/// later commands see the container as it now is.
+pub fn update(root: &StateRoot, id: &str, args: &UpdateArgs) -> Result<()> {
+    let mut container = Container::load(root, id)?;
+    let status = container.status();
+    if status == Status::Stopped {
+        bail!("cannot update container {id}: it is stopped");
+    }
+    let resources = args.resources(&mut std::io::stdin().lock())?;
+    cgroup_of(&container.state)?.apply(&resources)?;
+    if let Some(linux) = container.state.config.linux_mut() {
+        linux.set_resources(Some(resources));
+    }
+    container.save()
+}
+
+/// runc's event stream: with `stats_once`, one stats event; otherwise a
+/// stats event every `interval` and an `oom` event whenever the container
+/// runs out of memory, until it stops.
+pub fn events(root: &StateRoot, id: &str, interval: Duration, stats_once: bool) -> Result<()> {
+    let dir = root.container_dir(id)?;
+    let state = State::load(&dir).map_err(|_| super::NotFound(id.to_string()))?;
+    let cgroup = cgroup_of(&state)?;
+    let mut out = std::io::stdout().lock();
+    let mut emit = |event: Event| -> Result<()> {
+        writeln!(out, "{}", serde_json::to_string(&event)?)?;
+        out.flush().context("writing an event")
+    };
+    if stats_once {
+        return emit(Event::stats(id, cgroup.stats()?));
+    }
+    let mut oom = cgroup.watch_oom()?;
+    let timeout = PollTimeout::try_from(interval).unwrap_or(PollTimeout::MAX);
+    while state.status(&dir) != Status::Stopped {
+        let mut fds = [PollFd::new(oom.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for events"),
+            Ok(0) => emit(Event::stats(id, cgroup.stats()?))?,
+            Ok(_) => match oom.read()? {
+                Some(0) => {}
+                Some(_) => emit(Event::oom(id))?,
+                None => break, // the cgroup is gone
+            },
+        }
+    }
+    Ok(())
+}

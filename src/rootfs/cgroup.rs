@@ -1,0 +1,124 @@
+//! Mounts of type `cgroup`. On a cgroup2 host this is a plain cgroup2 mount. On a v1 (or
+//! hybrid) host, like runc, the destination gets a tmpfs holding one bind mount per v1
+//! hierarchy, each showing the container's own cgroup directory of that hierarchy.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
+use oci_spec::runtime::Mount;
+use procfs::process::{MountInfo, Process};
+
+use super::devices::create_link;
+use super::mount::{apply_propagation, attach, new_filesystem};
+use super::options::MountPlan;
+use super::resolve::{Kind, ensure_in_root};
+use super::sys::{self, MountAttr};
+
+/// Mount a `cgroup` entry at its destination inside `root`.
+pub fn mount_cgroup(root: BorrowedFd<'_>, entry: &Mount, plan: &MountPlan) -> Result<()> {
+    let dest = entry.destination();
+    let unified = statfs("/sys/fs/cgroup")
+        .map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
+        .context("statfs /sys/fs/cgroup")?;
+    if unified {
+        let mnt = new_filesystem("cgroup2", Path::new("cgroup"), plan)?;
+        let target = ensure_in_root(root, dest, Kind::Dir, true)?;
+        attach(root, &mnt, &target, dest)?;
+        return apply_propagation(mnt.as_fd(), plan);
+    }
+
+    let mut tmpfs_plan = MountPlan {
+        attr: plan.attr,
+        data: vec![("mode".into(), Some("755".into()))],
+        ..Default::default()
+    };
+    // The tmpfs stays writable until the hierarchy directories exist.
+    tmpfs_plan.attr.set &= !libc::MOUNT_ATTR_RDONLY;
+    let tmpfs = new_filesystem("tmpfs", Path::new("cgroup"), &tmpfs_plan)?;
+    let target = ensure_in_root(root, dest, Kind::Dir, true)?;
+    attach(root, &tmpfs, &target, dest)?;
+
+    for (name, source) in own_v1_cgroups()? {
+        let sub = dest.join(&name);
+        bind_hierarchy(root, &source, &sub, plan)
+            .with_context(|| format!("bind cgroup {}", source.display()))?;
+        // Co-mounted controllers ("cpu,cpuacct") also get one link per controller, like runc.
+        if name.contains(',') {
+            for part in name.split(',') {
+                create_link(root, &name, &dest.join(part).to_string_lossy())?;
+            }
+        }
+    }
+    if plan.attr.set & libc::MOUNT_ATTR_RDONLY != 0 {
+        let ro = MountAttr {
+            set: libc::MOUNT_ATTR_RDONLY,
+            ..Default::default()
+        };
+        sys::mount_setattr_fd(tmpfs.as_fd(), false, ro)
+            .context("make the cgroup tmpfs read-only")?;
+    }
+    apply_propagation(tmpfs.as_fd(), plan)
+}
+
+fn bind_hierarchy(
+    root: BorrowedFd<'_>,
+    source: &Path,
+    dest: &Path,
+    plan: &MountPlan,
+) -> Result<()> {
+    let source_fd = nix::fcntl::open(
+        source,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("open {}", source.display()))?;
+    let clone = sys::open_tree_fd(
+        source_fd.as_fd(),
+        libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
+    )
+    .context("open_tree")?;
+    if !plan.attr.is_empty() {
+        sys::mount_setattr_fd(clone.as_fd(), true, plan.attr).context("mount_setattr")?;
+    }
+    let target = ensure_in_root(root, dest, Kind::Dir, true)?;
+    attach(root, &clone, &target, dest)
+}
+
+/// For every v1 hierarchy this process belongs to: the hierarchy's directory name under
+/// /sys/fs/cgroup and the host path of this process's cgroup in it.
+fn own_v1_cgroups() -> Result<Vec<(String, PathBuf)>> {
+    let me = Process::myself().context("open /proc/self")?;
+    let mounts = me.mountinfo().context("read /proc/self/mountinfo")?;
+    let cgroups = me.cgroups().context("read /proc/self/cgroup")?;
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    for cg in cgroups.0.iter().filter(|cg| !cg.controllers.is_empty()) {
+        let Some(mi) = mounts
+            .0
+            .iter()
+            .find(|mi| mi.fs_type == "cgroup" && has_controllers(mi, &cg.controllers))
+        else {
+            continue;
+        };
+        let Some(name) = mi.mount_point.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let relative = Path::new(&cg.pathname)
+            .strip_prefix(&mi.root)
+            .unwrap_or(Path::new(&cg.pathname));
+        let relative = relative.strip_prefix("/").unwrap_or(relative);
+        if !found.iter().any(|(n, _)| n == name) {
+            found.push((name.to_owned(), mi.mount_point.join(relative)));
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the hierarchy mounted at `mi` carries all `controllers` ("name=systemd" included).
+fn has_controllers(mi: &MountInfo, controllers: &[String]) -> bool {
+    controllers.iter().all(|c| match c.split_once('=') {
+        Some((key, value)) => mi.super_options.get(key).and_then(|v| v.as_deref()) == Some(value),
+        None => mi.super_options.contains_key(c.as_str()),
+    })
+}

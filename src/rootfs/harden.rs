@@ -1,0 +1,82 @@
+//! `maskedPaths` and `readonlyPaths`, applied inside the entered container root.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::errno::Errno;
+use nix::sys::stat::{SFlag, fstat};
+
+use super::devices::verified_char_device;
+use super::mount::{attach, new_filesystem};
+use super::options::MountPlan;
+use super::resolve::open_path_in_root;
+use super::sys::{self, MountAttr};
+
+const RDONLY: MountAttr = MountAttr {
+    set: libc::MOUNT_ATTR_RDONLY,
+    clear: 0,
+    propagation: 0,
+};
+
+/// Bind each path onto itself, read-only for the whole tree. Missing paths are skipped.
+pub fn make_readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
+    for path in paths {
+        let path = Path::new(path);
+        let target = match open_path_in_root(root, path, true) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("readonlyPaths: open {}", path.display()));
+            }
+        };
+        let flags = libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32;
+        let clone = sys::open_tree_fd(target.as_fd(), flags)
+            .with_context(|| format!("readonlyPaths: open_tree {}", path.display()))?;
+        sys::mount_setattr_fd(clone.as_fd(), true, RDONLY)
+            .with_context(|| format!("readonlyPaths: make {} read-only", path.display()))?;
+        attach(root, &clone, &target, path).context("readonlyPaths")?;
+    }
+    Ok(())
+}
+
+/// Hide each path: files under a bind of the container's /dev/null (checked to be the real
+/// 1:3 device, never an image-provided symlink: CVE-2025-31133), directories under an empty
+/// read-only tmpfs. Missing paths are skipped.
+pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
+    let mut null = None;
+    for path in paths {
+        let path = Path::new(path);
+        let target = match open_path_in_root(root, path, true) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("maskedPaths: open {}", path.display()));
+            }
+        };
+        let st = fstat(target.as_fd())
+            .with_context(|| format!("maskedPaths: fstat {}", path.display()))?;
+        let cover = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+            let plan = MountPlan {
+                attr: RDONLY,
+                ..Default::default()
+            };
+            new_filesystem("tmpfs", Path::new("tmpfs"), &plan).context("maskedPaths: tmpfs")?
+        } else {
+            if null.is_none() {
+                null = Some(
+                    verified_char_device(root, Path::new("/dev/null"), 1, 3)
+                        .context("maskedPaths")?,
+                );
+            }
+            let null = null
+                .as_ref()
+                .map(|fd| fd.as_fd())
+                .context("maskedPaths: /dev/null")?;
+            sys::open_tree_fd(null, libc::OPEN_TREE_CLONE)
+                .context("maskedPaths: open_tree /dev/null")?
+        };
+        attach(root, &cover, &target, path).context("maskedPaths")?;
+    }
+    Ok(())
+}
