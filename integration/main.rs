@@ -17,6 +17,6 @@ mod exec;
 mod faults;
 mod lifecycle;
 mod process;
+mod rootfs;
 mod soak;
-// One module per spec area, added by the helpers working on them:
-// mod cgroups; mod process; mod rootfs; mod seccomp; mod security;
+// Still to come, one module per spec area: cgroups, seccomp, security.
