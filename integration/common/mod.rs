@@ -192,7 +192,7 @@ fn test_name() -> String {
     let name = name.rsplit("::").next().unwrap_or("test");
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(24)
+        .take(20)
         .collect()
 }
 
