@@ -176,10 +176,13 @@ fn render(program: &Path, args: &[&str]) -> String {
         .join(" ")
 }
 
+/// `<pid>-<counter>`, the counter fixed-width: no id is then a substring of another (`x-1` of
+/// `x-12`), which the leak check relies on when it matches ids in /proc files — and it kills
+/// what it matches.
 fn unique_suffix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!(
-        "{}-{}",
+        "{}-{:05}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
@@ -521,7 +524,8 @@ impl Container {
     /// seen in `state`.
     pub fn processes(&self) -> Vec<i32> {
         let me = std::process::id() as i32;
-        let marker = format!("{MARKER_ENV}={}", self.id);
+        // NUL-terminated: environ entries are, so this matches the whole value only.
+        let marker = format!("{MARKER_ENV}={}\0", self.id);
         let cgroup = format!("/berth-it-{}", self.id);
         let seen = self.seen_pids.borrow();
         all_pids()
