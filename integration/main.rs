@@ -15,8 +15,11 @@ mod console;
 mod errors;
 mod exec;
 mod faults;
+mod hooks;
 mod lifecycle;
+mod notify;
 mod process;
 mod rootfs;
+mod seccomp;
 mod soak;
-// Still to come, one module per spec area: cgroups, seccomp, security.
+// Still to come, one module per spec area: cgroups, security.

@@ -330,7 +330,10 @@ fn idmapped_mounts_are_not_supported_yet() {
 fn mounts_inside_proc_are_refused_except_lxcfs_style_files() {
     let mut c = Container::new();
     let out = run_script(&mut c, "true", |config| {
-        add_mounts(config, json!([{"destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"}]));
+        add_mounts(
+            config,
+            json!([{"destination": "/proc/self/attr", "type": "tmpfs", "source": "tmpfs"}]),
+        );
     })
     .failure();
     assert!(out.stderr.contains("inside /proc"), "{out}");
@@ -339,7 +342,10 @@ fn mounts_inside_proc_are_refused_except_lxcfs_style_files() {
     let fake = c.dir.join("uptime");
     fs::write(&fake, "42.00 0.00\n").unwrap();
     let out = run_script(&mut c, "cat /proc/uptime", |config| {
-        add_mounts(config, json!([{"destination": "/proc/uptime", "source": fake, "options": ["bind", "ro"]}]));
+        add_mounts(
+            config,
+            json!([{"destination": "/proc/uptime", "source": fake, "options": ["bind", "ro"]}]),
+        );
     })
     .success();
     assert_eq!(out.stdout, "42.00 0.00\n", "{out}");
@@ -352,7 +358,13 @@ fn no_pivot_enters_the_rootfs_with_ms_move_and_chroot() {
     fs::write(c.bundle.join("rootfs/marker"), "from-the-image\n").unwrap();
     c.configure(|spec| set_args(spec, &["sh", "-c", script]));
     let bundle = c.bundle.to_str().unwrap().to_string();
-    let out = c.cmd(&["run", "--no-pivot", "--bundle", &bundle, &c.id]).success();
-    assert!(out.stdout.contains("inside\nmarker=from-the-image\nroot-readonly"), "{out}");
+    let out = c
+        .cmd(&["run", "--no-pivot", "--bundle", &bundle, &c.id])
+        .success();
+    assert!(
+        out.stdout
+            .contains("inside\nmarker=from-the-image\nroot-readonly"),
+        "{out}"
+    );
     c.assert_no_leaks();
 }

@@ -18,11 +18,16 @@ pub fn features() -> Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [],
+        "mountOptions": crate::rootfs::SUPPORTED_MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
             "cgroup": crate::cgroups::features(),
+            "seccomp": crate::seccomp::features(),
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } },
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),

@@ -10,6 +10,7 @@ mod logging;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod spec;
 mod sync;
 mod sys;
@@ -24,6 +25,7 @@ use container::state::StateRoot;
 use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
 
 fn main() {
+    sys::default_sigpipe();
     let cli = Cli::parse_from(cli::normalize_args(std::env::args().collect()));
     if let Err(err) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth: {err:#}");

@@ -9,6 +9,9 @@
 //!   prestart + createRuntime hooks
 //!   HooksDone ──────────────────────────────▶  createContainer hooks, pivot_root,
 //!                                              console, masks, process identity
+//!               (◀── SeccompNotify + fd ─────  the filter's notify fd, for the
+//!    send it to listenerPath                   seccomp agent on the host)
+//!    SeccompNotifyDone ──────────────────▶
 //!                ◀─────────────────────────── Ready   (now blocked in accept())
 //!   pid file, state "created", exit
 //! ```
@@ -22,6 +25,8 @@ use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
+use crate::sys;
+
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub enum Message {
     /// The child is in its cgroup and may proceed; `host_pid` is its pid as the
@@ -31,6 +36,10 @@ pub enum Message {
     },
     RunHooks,
     HooksDone,
+    /// Carries the seccomp notify fd (SCM_RIGHTS), which only the parent, in
+    /// the host's mount namespace, can pass on to `linux.seccomp.listenerPath`.
+    SeccompNotify,
+    SeccompNotifyDone,
     Ready,
     Failed(String),
 }
@@ -58,21 +67,40 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends `message` with `fd` attached.
+    pub fn send_with_fd(&self, message: &Message, fd: BorrowedFd) -> Result<()> {
+        let bytes = serde_json::to_vec(message)?;
+        let fds = [fd.as_raw_fd()];
+        socket::sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[std::io::IoSlice::new(&bytes)],
+            &[socket::ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .with_context(|| format!("sending {message:?} to the other side"))?;
+        Ok(())
+    }
+
     /// The next message, or `None` when the peer closed its end (it exited,
     /// or, for `exec`, it called execve).
     pub fn recv(&self) -> Result<Option<Message>> {
-        let mut buf = vec![0u8; 64 * 1024];
-        let len = loop {
-            match socket::recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+        Ok(self.recv_with_fd()?.map(|(message, _)| message))
+    }
+
+    /// Like `recv`, with the fd the message carried, if any.
+    pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
+        let (bytes, fd) = loop {
+            match sys::receive_fd(self.0.as_fd()) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 other => break other.context("receiving from the other side")?,
             }
         };
-        if len == 0 {
+        if bytes.is_empty() {
             return Ok(None);
         }
-        let message = serde_json::from_slice(&buf[..len]).context("malformed sync message")?;
-        Ok(Some(message))
+        let message = serde_json::from_slice(&bytes).context("malformed sync message")?;
+        Ok(Some((message, fd)))
     }
 
     /// Waits for `Go` and returns the pid it carries.

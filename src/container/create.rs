@@ -12,12 +12,14 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::notify;
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
 use crate::cgroups::{self, CgroupManager};
 use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespacePlan};
 use crate::process;
+use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
@@ -68,6 +70,9 @@ pub fn create(
     let cgroup =
         cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.systemd_cgroup)?;
     let resources = container_resources(&bundle);
+    let seccomp_filter = (bundle.linux().seccomp().as_ref())
+        .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
+        .transpose()?;
 
     let dir = root.claim(&options.id)?;
     let mut rollback = Rollback {
@@ -87,6 +92,7 @@ pub fn create(
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
+    let extra_mounts = notify::prepare(&dir, &mut bundle)?.into_iter().collect();
     let cgroup = rollback.cgroup.insert(cgroup);
     cgroup.create()?;
     state.cgroup = Some(cgroup.handle());
@@ -117,7 +123,9 @@ pub fn create(
                 no_new_keyring: options.no_new_keyring,
                 preserved_fds,
                 hook_state,
+                extra_mounts,
                 exec_plan: None,
+                seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
@@ -147,7 +155,7 @@ pub fn create(
         &hook_json,
     )?;
     channel.send(&Message::HooksDone)?;
-    channel.expect(Message::Ready, "the container init")?;
+    wait_until_ready(&channel, &bundle, init, &state)?;
 
     if let Some(pid_file) = &options.pid_file {
         write_atomically(pid_file, init.to_string().as_bytes())
@@ -162,6 +170,26 @@ pub fn create(
         init,
         console_receiver,
     })
+}
+
+/// The rest of the init's setup; on the way it may hand over a seccomp notify
+/// fd for the agent.
+fn wait_until_ready(channel: &Channel, bundle: &Bundle, init: Pid, state: &State) -> Result<()> {
+    loop {
+        match channel.recv_with_fd()? {
+            Some((Message::Ready, _)) => return Ok(()),
+            Some((Message::SeccompNotify, fd)) => seccomp::forward_notify_fd(
+                channel,
+                fd,
+                bundle.linux().seccomp().as_ref(),
+                init.as_raw(),
+                &state.to_oci_json(Status::Creating),
+            )?,
+            Some((Message::Failed(reason), _)) => bail!("{reason}"),
+            Some((other, _)) => bail!("the container init sent {other:?}, expected Ready"),
+            None => bail!("the container init exited before it was ready"),
+        }
+    }
 }
 
 /// Undoes a failed create: the init (and with it its mount namespace) dies,

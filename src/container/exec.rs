@@ -10,14 +10,17 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
 use super::Container;
 use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
 use super::state::{StateRoot, write_atomically};
+use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, clone_flag};
 use crate::process;
+use crate::seccomp::{self, PendingFilter};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
 
@@ -31,60 +34,49 @@ pub struct ExecRequest {
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let (init_pidfd, join, cgroup) = {
-        // The lock is held only while checking: a long foreground exec must
-        // not block kill or delete.
-        let container = Container::load(root, id)?;
-        let status = container.status();
-        if !status.can_exec() {
-            bail!("cannot exec in container {id}: it is {}", status.name());
-        }
-        let cgroup = container.state.cgroup_manager()?;
-        (
-            container.init_pidfd()?,
-            namespaces_to_join(&container),
-            cgroup,
-        )
-    };
+    let target = ExecTarget::load(root, id)?;
+    // Exec'd processes get the container's filter, as with runc.
+    let filter = (target.seccomp.as_ref())
+        .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
+        .transpose()?;
+    let mut filter = PendingFilter::new(filter, &request.process);
     let (console_for_child, console_receiver) = console_pair(&request)?;
     let signals = (!request.detach)
         .then(foreground::block_signals)
         .transpose()?;
     let (channel, child_channel) = Channel::pair()?;
 
-    let forked =
-        namespaces::clone_in_pid_namespace(Some(init_pidfd.as_fd()), CloneFlags::empty(), None)
-            .context("starting the exec process")?;
-    let (pid, _pidfd) = match forked {
+    let forked = namespaces::clone_in_pid_namespace(
+        Some(target.init_pidfd.as_fd()),
+        CloneFlags::empty(),
+        None,
+    )
+    .context("starting the exec process")?;
+    let pid = match forked {
         Forked::Child => {
             drop(channel);
-            let failure = run_child(
-                &init_pidfd,
-                join,
-                console_for_child.as_ref(),
-                &request,
-                &child_channel,
-            );
-            let Err(err) = failure;
+            let child = ExecChild {
+                target: &target,
+                request: &request,
+                console: console_for_child.as_ref(),
+                channel: &child_channel,
+            };
+            let Err(err) = child.run(&mut filter);
             let _ = child_channel.send(&Message::Failed(format!("{err:#}")));
             sys::exit_now(1)
         }
-        Forked::Parent { pid, pidfd } => (pid, pidfd),
+        Forked::Parent { pid, .. } => pid,
     };
     drop((child_channel, console_for_child));
-    if let Some(cgroup) = &cgroup {
+    if let Some(cgroup) = &target.cgroup {
         cgroup.add_process(pid.as_raw())?;
     }
     process::set_initial_cpu_affinity(pid, &request.process)?;
-
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
     })?;
-    match channel.recv()? {
-        None => {} // the channel closed on execve
-        Some(Message::Failed(reason)) => bail!("{reason}"),
-        Some(other) => bail!("the exec process sent {other:?}"),
-    }
+    wait_for_execve(&channel, &target, pid)?;
+
     let pty = console_receiver
         .as_ref()
         .map(receive_pty_master)
@@ -98,6 +90,53 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     };
     let _raw_terminal = pty.as_ref().map(|_| foreground::RawTerminal::enter());
     foreground::wait(pid, signals, pty)
+}
+
+/// What exec needs of the container, read under its lock; the lock is not
+/// kept: a long foreground exec must not block kill or delete.
+struct ExecTarget {
+    init_pidfd: OwnedFd,
+    namespaces: CloneFlags,
+    cgroup: Option<Box<dyn CgroupManager>>,
+    seccomp: Option<LinuxSeccomp>,
+    state_json: serde_json::Value,
+}
+
+impl ExecTarget {
+    fn load(root: &StateRoot, id: &str) -> Result<ExecTarget> {
+        let container = Container::load(root, id)?;
+        let status = container.status();
+        if !status.can_exec() {
+            bail!("cannot exec in container {id}: it is {}", status.name());
+        }
+        let linux = container.state.config.linux().as_ref();
+        Ok(ExecTarget {
+            init_pidfd: container.init_pidfd()?,
+            namespaces: namespaces_to_join(&container),
+            cgroup: container.state.cgroup_manager()?,
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
+            state_json: container.state.to_oci_json(status),
+        })
+    }
+}
+
+/// The child's channel closes when it calls execve; before that it may hand
+/// over a seccomp notify fd for the agent, or report why it failed.
+fn wait_for_execve(channel: &Channel, target: &ExecTarget, pid: Pid) -> Result<()> {
+    loop {
+        match channel.recv_with_fd()? {
+            None => return Ok(()),
+            Some((Message::SeccompNotify, fd)) => seccomp::forward_notify_fd(
+                channel,
+                fd,
+                target.seccomp.as_ref(),
+                pid.as_raw(),
+                &target.state_json,
+            )?,
+            Some((Message::Failed(reason), _)) => bail!("{reason}"),
+            Some((other, _)) => bail!("the exec process sent {other:?}"),
+        }
+    }
 }
 
 /// The namespaces the container's config gave it (new or joined) except pid,
@@ -131,28 +170,39 @@ fn console_pair(request: &ExecRequest) -> Result<(Option<UnixStream>, Option<Uni
     }
 }
 
-fn run_child(
-    init_pidfd: &OwnedFd,
-    join: CloneFlags,
-    console: Option<&UnixStream>,
-    request: &ExecRequest,
-    channel: &Channel,
-) -> Result<std::convert::Infallible> {
-    sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
-    sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
-    sys::reset_signals().context("resetting signal handlers")?;
-    channel.expect_go()?;
-    setns(init_pidfd.as_fd(), join).context("setns into the container's namespaces")?;
-    if let Some(socket) = console {
-        let pty = process::console::open_pty(request.process.console_size())?;
-        process::console::send_master(socket.as_fd(), &pty)?;
-        process::console::attach_slave(pty)?;
+/// The exec process before execve: joins the container and becomes the
+/// configured process.
+struct ExecChild<'a> {
+    target: &'a ExecTarget,
+    request: &'a ExecRequest,
+    console: Option<&'a UnixStream>,
+    channel: &'a Channel,
+}
+
+impl ExecChild<'_> {
+    fn run(&self, filter: &mut PendingFilter) -> Result<std::convert::Infallible> {
+        sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
+        sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
+        sys::reset_signals().context("resetting signal handlers")?;
+        self.channel.expect_go()?;
+        setns(self.target.init_pidfd.as_fd(), self.target.namespaces)
+            .context("setns into the container's namespaces")?;
+        let process = &self.request.process;
+        if let Some(socket) = self.console {
+            let pty = process::console::open_pty(process.console_size())?;
+            process::console::send_master(socket.as_fd(), &pty)?;
+            process::console::attach_slave(pty)?;
+        }
+        process::prepare(process, None)?;
+        filter.before_identity(self.channel)?;
+        process::assume_identity(process)?;
+        filter.after_identity(self.channel)?;
+        let plan = process::prepare_exec(process)?;
+        process::mark_fds_cloexec(3 + self.request.preserve_fds)?;
+        process::set_final_cpu_affinity(process)?;
+        filter.before_exec(self.channel)?;
+        // The process outlives a detached `berth exec` by design.
+        sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
+        plan.exec()
     }
-    process::apply(&request.process, None)?;
-    let plan = process::prepare_exec(&request.process)?;
-    process::mark_fds_cloexec(3 + request.preserve_fds)?;
-    process::set_final_cpu_affinity(&request.process)?;
-    // The process outlives a detached `berth exec` by design.
-    sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
-    plan.exec()
 }

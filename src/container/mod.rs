@@ -6,6 +6,7 @@ mod delete;
 mod exec;
 mod foreground;
 mod kill;
+mod notify;
 mod query;
 mod resources;
 mod run;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use super::create::socket_path;
+use super::notify;
 use super::state::{Phase, START_SOCKET, StateRoot, Status};
 use super::{Container, wait_for_exit};
 use crate::{hooks, sys};
@@ -18,6 +19,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     if !status.can_start() {
         bail!("cannot start container {id}: it is {}", status.name());
     }
+    let relay = notify::listen(&container.dir)?;
     let socket = socket_path(&container.dir, START_SOCKET)?;
     let mut connection = UnixStream::connect(&socket.path)
         .context("connecting to the container's init (did it die?)")?;
@@ -33,7 +35,11 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     if !failure.is_empty() {
         bail!("{failure}");
     }
-    run_poststart(&container)
+    run_poststart(&container)?;
+    match (relay, container.state.init) {
+        (Some(relay), Some(init)) => relay.relay_ready(init),
+        _ => Ok(()),
+    }
 }
 
 /// runtime-spec 1.3: a failing poststart hook stops the container and the

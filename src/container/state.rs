@@ -237,6 +237,12 @@ impl StateRoot {
         Ok(StateRoot(path))
     }
 
+    /// Compiled seccomp programs, reused across containers with the same
+    /// profile; a dot-name no container id can have.
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.0.join(".seccomp-cache")
+    }
+
     pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
         Ok(self.0.join(id))
@@ -271,17 +277,19 @@ impl StateRoot {
             .filter_map(|entry| entry.ok())
             .filter(|entry| entry.path().is_dir())
             .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| validate_id(name).is_ok())
             .collect();
         ids.sort();
         Ok(ids)
     }
 }
 
-/// runc's rule: letters, digits and `_ + - .`, but not `.` or `..`; anything
-/// else could escape the state root.
+/// runc's rule, letters, digits and `_ + - .` (anything else could escape the
+/// state root), except that an id may not start with a dot: those names are
+/// the runtime's own (`.seccomp-cache`).
 pub fn validate_id(id: &str) -> Result<()> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "_+-.".contains(c);
-    if id.is_empty() || id == "." || id == ".." || !id.chars().all(allowed) {
+    if id.is_empty() || id.starts_with('.') || !id.chars().all(allowed) {
         bail!("invalid container id {id:?}");
     }
     Ok(())
@@ -293,7 +301,7 @@ mod tests {
 
     #[test]
     fn ids_that_could_escape_the_root_are_rejected() {
-        for bad in ["", ".", "..", "a/b", "../x", "a b", "x\n"] {
+        for bad in ["", ".", "..", ".seccomp-cache", "a/b", "../x", "a b", "x\n"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
         for good in ["abc", "a.b-c_d+e", "0123456789abcdef"] {

@@ -12,12 +12,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use oci_spec::runtime::LinuxNamespaceType;
+use oci_spec::runtime::{LinuxNamespaceType, Mount};
 
 use crate::hooks;
 use crate::namespaces::NamespacePlan;
 use crate::process::{self, ExecPlan};
 use crate::rootfs::{self, RootfsOptions};
+use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
 use crate::sync::{Channel, Message};
 use crate::sys;
@@ -37,8 +38,11 @@ pub struct InitArgs<'a> {
     pub preserved_fds: i32,
     /// The state JSON for the hooks this process runs, without pid and status.
     pub hook_state: serde_json::Value,
+    /// Mounts the runtime adds after the config's (the notify socket).
+    pub extra_mounts: Vec<Mount>,
     /// Filled in by setup: the program to exec once started.
     pub exec_plan: Option<ExecPlan>,
+    pub seccomp: PendingFilter,
 }
 
 /// Never returns: the init either execs the user's process or exits, and
@@ -76,11 +80,13 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
             .context("joining a new session keyring")?;
     }
 
+    // Relative bind-mount sources are relative to the bundle, as with runc.
+    nix::unistd::chdir(&args.bundle.dir).context("chdir into the bundle")?;
     let spec = &args.bundle.spec;
     let options = RootfsOptions {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
-        extra_mounts: Vec::new(),
+        extra_mounts: args.extra_mounts.clone(),
     };
     let prepared = rootfs::prepare(spec, &options)?;
     args.channel.send(&Message::RunHooks)?;
@@ -92,7 +98,10 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     }
     entered.finish(spec)?;
     let process = args.bundle.process();
-    process::apply(process, args.bundle.linux().personality().as_ref())?;
+    process::prepare(process, args.bundle.linux().personality().as_ref())?;
+    args.seccomp.before_identity(&args.channel)?;
+    process::assume_identity(process)?;
+    args.seccomp.after_identity(&args.channel)?;
     // Resolved now, so that a missing program fails `create`, as with runc.
     args.exec_plan = Some(process::prepare_exec(process)?);
     // Past this point the creator exits by design: its death must not kill us.
@@ -149,6 +158,7 @@ fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
     run_hooks(&args, "startContainer", "created")?;
     process::mark_fds_cloexec(3 + args.preserved_fds)?;
     process::set_final_cpu_affinity(args.bundle.process())?;
+    args.seccomp.before_exec(&args.channel)?;
     let plan = args.exec_plan.take().context("setup resolved no program")?;
     plan.exec()
 }

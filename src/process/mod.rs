@@ -5,7 +5,6 @@
 //! 1. [`prepare`]: rlimits, oomScoreAdj, scheduler, ioPriority, personality, umask, cwd.
 //! 2. seccomp, if `noNewPrivileges` is false (loading a filter then needs CAP_SYS_ADMIN).
 //! 3. [`assume_identity`]: bounding set, groups/gid/uid, capability sets, no_new_privs.
-//!    [`apply`] is 1 + 3 for callers that load seccomp later.
 //! 4. [`prepare_exec`]: look the program up (a missing one fails `create`, as in runc).
 //! 5. [`mark_fds_cloexec`], block on `start`, [`set_final_cpu_affinity`], seccomp if
 //!    `noNewPrivileges` is true, then [`ExecPlan::exec`].
@@ -29,15 +28,6 @@ pub use affinity::{set_final_cpu_affinity, set_initial_cpu_affinity};
 pub use exec::{ExecPlan, prepare_exec};
 pub use exec_options::{ExecOptions, exec_process};
 pub use validate::validate;
-
-/// Everything but seccomp and execve, in the documented order. `validate` runs first again:
-/// `berth exec` and a parent that skipped it must not get a half-applied process from a bad
-/// config.
-pub fn apply(process: &Process, personality: Option<&LinuxPersonality>) -> Result<()> {
-    validate(process, personality)?;
-    prepare(process, personality)?;
-    assume_identity(process)
-}
 
 /// The settings that need root and all capabilities. Rlimits come first: raising a hard limit
 /// needs CAP_SYS_RESOURCE in the effective set, which the identity switch takes away.

@@ -451,3 +451,9 @@ fn an_ambient_capability_that_cannot_be_raised_is_skipped() {
     );
     assert_eq!(expect_ok(run), "CapAmb: 0000000000000020");
 }
+
+/// What the init does, less seccomp: settings, then identity.
+fn apply(process: &Process, personality: Option<&LinuxPersonality>) -> anyhow::Result<()> {
+    prepare(process, personality)?;
+    assume_identity(process)
+}

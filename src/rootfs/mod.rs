@@ -21,6 +21,8 @@ pub mod resolve;
 mod sys;
 pub mod sysctl;
 
+pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
+
 #[cfg(test)]
 mod root_tests;
 

@@ -29,6 +29,70 @@ enum Effect {
     Ignored,
 }
 
+/// The options `berth features` reports (runtime-spec features.md
+/// `mountOptions`): every one `effect_of` knows, except the idmap ones that
+/// are refused until user namespaces land.
+pub const SUPPORTED_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "lazytime",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nolazytime",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "remount",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+];
+
 fn effect_of(option: &str) -> Option<Effect> {
     use Effect::*;
     let e = match option {
@@ -318,5 +382,16 @@ mod tests {
             MsFlags::MS_PRIVATE
         );
         assert!(root_propagation(Some("bogus")).is_err());
+    }
+
+    #[test]
+    fn every_reported_option_is_handled() {
+        for option in SUPPORTED_OPTIONS {
+            let effect = effect_of(option);
+            assert!(
+                effect.is_some() && !matches!(effect, Some(Effect::IdMap)),
+                "{option}"
+            );
+        }
     }
 }

@@ -104,7 +104,9 @@ fn validate(spec: &Spec) -> Result<()> {
             process.cwd().display()
         );
     }
-    Ok(())
+    let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
+    crate::process::validate(process, personality)?;
+    crate::rootfs::sysctl::validate(spec)
 }
 
 #[cfg(test)]

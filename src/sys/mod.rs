@@ -171,6 +171,15 @@ pub fn join_session_keyring(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Rust starts programs with SIGPIPE ignored; a command-line tool whose
+/// reader went away (`berth list | head`) should end quietly instead, as
+/// runc does.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, signal};
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Resets every catchable signal to its default action and unblocks all of
 /// them: the container's process must not inherit the runtime's choices (Rust
 /// ignores SIGPIPE; `run` blocks the signals it forwards).
@@ -196,11 +205,12 @@ pub fn set_domain_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one message carrying an fd by SCM_RIGHTS (runc's console and
-/// seccomp-notify protocols): the payload and the fd, close-on-exec.
+/// Receives one message and the fd it may carry by SCM_RIGHTS (the sync
+/// channel, runc's console protocol): the payload (empty at EOF) and the fd,
+/// close-on-exec.
 pub fn receive_fd(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    let mut payload = vec![0u8; 4096];
+    let mut payload = vec![0u8; 64 * 1024];
     let mut iov = [io::IoSliceMut::new(&mut payload)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
     let message = recvmsg::<()>(
