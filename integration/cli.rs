@@ -121,3 +121,19 @@ fn features_describes_the_build() {
         );
     }
 }
+
+#[test]
+fn single_dash_long_flags_parse() {
+    // go-runc may send single-dash long flags (`-no-subreaper`); urfave/cli, which runc uses,
+    // accepts them for every flag.
+    let c = Container::new();
+    c.cmd(&["delete", "-force", &c.id]).success();
+    let root = c.root.to_str().unwrap();
+    c.spawn_program(
+        crate::common::runtime(),
+        &["-root", root, "list", "-quiet"],
+        |_| {},
+    )
+    .wait(crate::common::COMMAND_TIMEOUT)
+    .success();
+}

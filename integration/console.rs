@@ -111,3 +111,61 @@ fn console_socket_receives_the_pty_master() {
     let output = drain(master, COMMAND_TIMEOUT);
     assert_eq!(output, "/dev/pts/0\n30 100\ndone\n");
 }
+
+#[test]
+fn exec_tty_sends_its_pty_over_the_console_socket() {
+    // As containerd calls it: detached, the pty's master handed over the console socket (runc
+    // refuses a console socket without --detach).
+    let mut c = Container::new();
+    c.start_sleeper();
+    let socket = c.dir.join("exec-console.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    c.exec(
+        &[
+            "--detach",
+            "--tty",
+            "--console-socket",
+            socket.to_str().unwrap(),
+        ],
+        &["sh", "-c", "tty; echo done"],
+    )
+    .success();
+    let stream = accept(&listener, COMMAND_TIMEOUT);
+    let (_, master) = receive_master(&stream);
+    let output = drain(master, COMMAND_TIMEOUT);
+    let mut lines = output.lines();
+    let tty = lines.next().unwrap_or_default();
+    assert!(
+        tty.starts_with("/dev/pts/"),
+        "not a pty of the container's devpts: {output:?}"
+    );
+    assert_eq!(lines.next(), Some("done"), "{output:?}");
+}
+
+#[test]
+fn run_with_terminal_and_no_console_socket_proxies_the_pty() {
+    // `run` in the foreground with terminal: true relays between its own stdio and the
+    // container's pty. util-linux `script` gives the runtime a terminal to relay to.
+    let mut c = Container::new();
+    c.configure(|spec| {
+        set_args(spec, &["sh", "-c", "tty; echo proxied"]);
+        process_mut(spec).set_terminal(Some(true));
+    });
+    let command = format!(
+        "{} --root {} run --bundle {} {}",
+        crate::common::runtime().display(),
+        c.root.display(),
+        c.bundle.display(),
+        c.id
+    );
+    let out = c
+        .spawn_program(
+            std::path::Path::new("/usr/bin/script"),
+            &["--quiet", "--return", "--command", &command, "/dev/null"],
+            |_| {},
+        )
+        .wait(COMMAND_TIMEOUT)
+        .success();
+    let stdout = out.stdout.replace('\r', "");
+    assert!(stdout.contains("/dev/pts/0\nproxied\n"), "{out}");
+}

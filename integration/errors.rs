@@ -80,13 +80,13 @@ fn config_with_missing_executable_fails_without_leaks() {
     c.assert_no_leaks();
 }
 
-#[test]
-fn log_format_json_records_failures() {
-    let c = Container::new();
+/// Runs a failing command with `--log FILE --log-format json`; returns the last error entry.
+fn logged_error(c: &Container, args: &[&str]) -> Value {
     let log = c.dir.join("log.json");
-    let log_arg = log.to_str().unwrap();
-    c.cmd(&["--log", log_arg, "--log-format", "json", "start", &c.id])
-        .failure();
+    let _ = fs::remove_file(&log);
+    let mut full = vec!["--log", log.to_str().unwrap(), "--log-format", "json"];
+    full.extend_from_slice(args);
+    c.cmd(&full).failure();
     let text = fs::read_to_string(&log).expect("the log file is written on failure");
     let entries: Vec<Value> = text
         .lines()
@@ -96,7 +96,8 @@ fn log_format_json_records_failures() {
         .iter()
         .rev()
         .find(|e| e["level"] == "error")
-        .unwrap_or_else(|| panic!("no error entry in:\n{text}"));
+        .unwrap_or_else(|| panic!("no error entry in:\n{text}"))
+        .clone();
     assert!(
         error["msg"].as_str().is_some_and(|m| !m.is_empty()),
         "{error}"
@@ -106,6 +107,22 @@ fn log_format_json_records_failures() {
         time.len() >= 20 && time.contains('T'),
         "time not RFC3339: {time}"
     );
+    error
+}
+
+#[test]
+fn log_format_json_records_failures() {
+    // containerd shows users the last error entry of this file: every failure must reach it.
+    let c = Container::new();
+    logged_error(&c, &["start", &c.id]);
+    let bundle = c.bundle.to_str().unwrap();
+    c.configure_json(|config| config["process"]["args"] = json!(5));
+    let error = logged_error(&c, &["create", "--bundle", bundle, &c.id]);
+    assert!(
+        error["msg"].as_str().unwrap().contains("process.args"),
+        "{error}"
+    );
+    c.assert_no_leaks();
 }
 
 #[test]

@@ -175,3 +175,46 @@ fn fds_beyond_preserved_ones_are_closed() {
     assert_eq!(fds.len(), 4, "unexpected fds in the container: {fds:?}");
     assert_eq!(&fds[..3], ["0", "1", "2"]);
 }
+
+#[test]
+fn listen_fds_pass_through_with_listen_pid_one() {
+    // Socket activation (sd_listen_fds): LISTEN_PID names the runtime's own pid (the shell
+    // execs it), LISTEN_FDS=1 hands it fd 3; the runtime passes fd 3 on and tells the container
+    // that its pid 1 owns it.
+    let mut c = Container::new();
+    c.configure(|spec| {
+        crate::common::set_args(
+            spec,
+            &[
+                "sh",
+                "-c",
+                "echo $LISTEN_FDS $LISTEN_PID; echo activated >&3",
+            ],
+        );
+    });
+    let file = c.dir.join("fd3.txt");
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$@\" 3>>'{}'",
+        file.display()
+    );
+    let root = c.root.to_str().unwrap();
+    let args = [
+        "-c",
+        &script,
+        "sh",
+        runtime().to_str().unwrap(),
+        "--root",
+        root,
+        "run",
+        "--bundle",
+        &bundle,
+        &c.id,
+    ];
+    let out = c
+        .spawn_program(std::path::Path::new("/bin/sh"), &args, |_| {})
+        .wait(COMMAND_TIMEOUT)
+        .success();
+    assert_eq!(out.stdout, "1 1\n");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "activated\n");
+}

@@ -141,6 +141,20 @@ fn delete_created_without_force_fails_and_changes_nothing() {
 fn delete_force_kills_a_running_container() {
     let mut c = Container::new();
     c.start_sleeper();
+    // The leak check must see the container's processes, or it could not see them leak: here
+    // one that no `state` output named.
+    let pid_file = c.dir.join("exec.pid");
+    c.exec(
+        &["--detach", "--pid-file", pid_file.to_str().unwrap()],
+        &["sleep", "1000"],
+    )
+    .success();
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert!(c.processes().contains(&pid), "leak check misses pid {pid}");
+    assert!(
+        !c.leaks().is_empty(),
+        "a running container must count as leftovers"
+    );
     c.delete_force().success();
     c.state().failure();
     c.assert_no_leaks();
@@ -253,4 +267,33 @@ fn run_detach_returns_while_container_runs() {
         .wait(Duration::from_secs(10));
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(c.status().as_deref(), Some("running"));
+}
+
+#[test]
+fn concurrent_creates_of_one_id_have_exactly_one_winner() {
+    // runc deviates: runc 1.1.5 sometimes lets every racer fail ("exec fifo … already exists",
+    // "unable to store init state"), leaving no container.
+    let mut c = Container::new();
+    c.configure(|spec| set_args(spec, &["sleep", "1000"]));
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let creates: Vec<_> = (0..4)
+        .map(|_| c.spawn(&["create", "--bundle", &bundle, &c.id]))
+        .collect();
+    let outputs: Vec<_> = creates
+        .into_iter()
+        .map(|s| s.wait(COMMAND_TIMEOUT))
+        .collect();
+    let winners = outputs.iter().filter(|o| o.code == 0).count();
+    assert_eq!(winners, 1, "{outputs:#?}");
+    assert_eq!(c.status().as_deref(), Some("created"));
+    c.start().success();
+}
+
+#[test]
+fn kill_all_signals_every_container_process() {
+    let mut c = Container::new();
+    c.start_sleeper();
+    c.exec(&["--detach"], &["sleep", "1000"]).success();
+    c.cmd(&["kill", "--all", &c.id, "KILL"]).success();
+    c.wait_for_status("stopped", COMMAND_TIMEOUT);
 }

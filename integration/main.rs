@@ -23,5 +23,4 @@ mod rootfs;
 mod seccomp;
 mod soak;
 mod userns;
-// One module per spec area, added by the helpers working on them:
-// mod cgroups; mod process; mod rootfs; mod seccomp; mod security;
+// Still to come, one module per spec area: cgroups, security.

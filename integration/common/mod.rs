@@ -176,10 +176,13 @@ fn render(program: &Path, args: &[&str]) -> String {
         .join(" ")
 }
 
+/// `<pid>-<counter>`, the counter fixed-width: no id is then a substring of another (`x-1` of
+/// `x-12`), which the leak check relies on when it matches ids in /proc files — and it kills
+/// what it matches.
 fn unique_suffix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!(
-        "{}-{}",
+        "{}-{:05}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
@@ -192,7 +195,7 @@ fn test_name() -> String {
     let name = name.rsplit("::").next().unwrap_or("test");
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(24)
+        .take(20)
         .collect()
 }
 
@@ -505,7 +508,7 @@ impl Container {
     }
 
     /// Leaks still there after up to 2 s (a killed process takes a moment to disappear).
-    fn settled_leaks(&self) -> Vec<String> {
+    pub fn settled_leaks(&self) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
             let leaks = self.leaks();
@@ -521,7 +524,8 @@ impl Container {
     /// seen in `state`.
     pub fn processes(&self) -> Vec<i32> {
         let me = std::process::id() as i32;
-        let marker = format!("{MARKER_ENV}={}", self.id);
+        // NUL-terminated: environ entries are, so this matches the whole value only.
+        let marker = format!("{MARKER_ENV}={}\0", self.id);
         let cgroup = format!("/berth-it-{}", self.id);
         let seen = self.seen_pids.borrow();
         all_pids()
@@ -591,10 +595,13 @@ impl Default for Container {
 impl Drop for Container {
     fn drop(&mut self) {
         // `delete --force` must clean up whatever state the test left the container in.
-        let _ = self
-            .spawn(&["delete", "--force", &self.id])
-            .child
-            .wait_with_output();
+        // Bounded: a hanging runtime must not hang the test run (and panicking here while
+        // already unwinding would abort it).
+        let mut delete = self.spawn(&["delete", "--force", &self.id]);
+        if wait_timeout(&mut delete.child, COMMAND_TIMEOUT).is_none() {
+            let _ = delete.child.kill();
+            let _ = delete.child.wait();
+        }
         let leaks = self.settled_leaks();
         self.scrub();
         if !leaks.is_empty() && !std::thread::panicking() {
