@@ -294,15 +294,9 @@ fn pass_listen_fds(bundle: &mut Bundle) -> Result<i32> {
     let count: i32 = value
         .parse()
         .with_context(|| format!("LISTEN_FDS={value:?} is not a number"))?;
-    let process = bundle
-        .spec
-        .process_mut()
-        .as_mut()
-        .expect("validated: process is present");
-    let mut env = process.env().clone().unwrap_or_default();
-    env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
-    env.push(format!("LISTEN_FDS={count}"));
-    env.push("LISTEN_PID=1".to_string());
-    process.set_env(Some(env));
+    bundle.set_process_env(&[
+        ("LISTEN_FDS", count.to_string()),
+        ("LISTEN_PID", "1".into()),
+    ]);
     Ok(count)
 }

@@ -34,15 +34,7 @@ pub fn prepare(state_dir: &Path, bundle: &mut Bundle) -> Result<Option<Mount>> {
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Any container user must reach the socket.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-    let process = bundle
-        .spec
-        .process_mut()
-        .as_mut()
-        .expect("validated: process is present");
-    let mut env = process.env().clone().unwrap_or_default();
-    env.retain(|e| !e.starts_with("NOTIFY_SOCKET="));
-    env.push(format!("{HOST_ENV}={CONTAINER_DIR}/{SOCKET}"));
-    process.set_env(Some(env));
+    bundle.set_process_env(&[(HOST_ENV, format!("{CONTAINER_DIR}/{SOCKET}"))]);
     let options = ["bind", "nosuid", "noexec", "nodev", "ro"]
         .map(String::from)
         .to_vec();

@@ -32,6 +32,24 @@ impl Bundle {
             .expect("validated: linux is present")
     }
 
+    /// Sets environment variables of the container's process, replacing any
+    /// earlier values of the same names (variables the runtime passes on).
+    pub fn set_process_env(&mut self, vars: &[(&str, String)]) {
+        let process = self
+            .spec
+            .process_mut()
+            .as_mut()
+            .expect("validated: process is present");
+        let mut env = process.env().clone().unwrap_or_default();
+        env.retain(|entry| {
+            !vars
+                .iter()
+                .any(|(name, _)| entry.starts_with(&format!("{name}=")))
+        });
+        env.extend(vars.iter().map(|(name, value)| format!("{name}={value}")));
+        process.set_env(Some(env));
+    }
+
     pub fn process(&self) -> &Process {
         self.spec
             .process()
