@@ -9,6 +9,7 @@
 
 mod common;
 
+mod cgroups;
 mod cli;
 mod conformance;
 mod console;

@@ -1,0 +1,835 @@
+//! Cgroups: every `linux.resources` controller checked from outside (the container's cgroup
+//! files on the host) and from inside (a fork past pids.max fails, an allocation past the memory
+//! limit is OOM-killed, a denied device cannot be opened), and the cgroup-backed commands:
+//! pause/resume, update, events, ps, kill --all, delete.
+//!
+//! The same tests run on the v1 hybrid development host (v1 controllers under
+//! /sys/fs/cgroup/<controller>, cgroup2 at /sys/fs/cgroup/unified) and in the pure v2 VM
+//! (`tools/vm/test-v2`); they branch on the detected layout only where file names differ.
+//! Each container's cgroupsPath is the harness's absolute `/berth-it-<test>-<pid>-<n>`.
+
+use std::fs;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::common::{COMMAND_TIMEOUT, Container, Output, remove_namespace, set_args};
+
+const MIB: i64 = 1024 * 1024;
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layout {
+    /// v1 controllers, possibly with a cgroup2 mount beside them (hybrid).
+    V1,
+    /// One cgroup2 hierarchy at /sys/fs/cgroup.
+    V2,
+}
+
+fn layout() -> Layout {
+    if Path::new(CGROUP_ROOT).join("cgroup.controllers").exists() {
+        Layout::V2
+    } else {
+        Layout::V1
+    }
+}
+
+/// Mount points of every cgroup hierarchy (v1 controllers, named v1 hierarchies, cgroup2).
+fn hierarchies() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fstype = fs.split(' ').next()?;
+            let mount_point = mount.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
+/// The container's cgroup path below each hierarchy's root, without the leading slash.
+fn relative_cgroup(c: &Container) -> PathBuf {
+    let path = c
+        .spec()
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .expect("the harness sets an absolute cgroupsPath");
+    path.strip_prefix("/")
+        .expect("cgroupsPath is absolute")
+        .to_path_buf()
+}
+
+/// The container's cgroup dir in every hierarchy.
+fn cgroup_dirs(c: &Container) -> Vec<PathBuf> {
+    let relative = relative_cgroup(c);
+    hierarchies().iter().map(|h| h.join(&relative)).collect()
+}
+
+/// The container's cgroup dir on the cgroup2 mount (the only one on v2 hosts).
+fn unified_dir(c: &Container) -> PathBuf {
+    let root = Path::new(CGROUP_ROOT);
+    match layout() {
+        Layout::V1 => root.join("unified").join(relative_cgroup(c)),
+        Layout::V2 => root.join(relative_cgroup(c)),
+    }
+}
+
+/// The v1 hierarchy of `controller`, if the host mounts one.
+fn v1_hierarchy(controller: &str) -> Option<PathBuf> {
+    let dir = Path::new(CGROUP_ROOT).join(controller);
+    (layout() == Layout::V1 && dir.exists()).then_some(dir)
+}
+
+/// Whether `controller`'s files are in cgroup v2 format: on v2, and on hybrid hosts for the
+/// controllers that exist only on the cgroup2 mount (hugetlb on the development host).
+fn is_v2_controller(controller: &str) -> bool {
+    v1_hierarchy(controller).is_none()
+}
+
+/// The container's cgroup dir holding `controller`'s files.
+fn controller_dir(c: &Container, controller: &str) -> PathBuf {
+    match v1_hierarchy(controller) {
+        Some(hierarchy) => hierarchy.join(relative_cgroup(c)),
+        None => unified_dir(c),
+    }
+}
+
+#[track_caller]
+fn read_cgroup(c: &Container, controller: &str, file: &str) -> String {
+    let path = controller_dir(c, controller).join(file);
+    fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`memory.events`, `memory.oom_control`).
+fn keyed_value(content: &str, key: &str) -> Option<u64> {
+    content.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Whether the host mounts `controller` at all (v1: its own hierarchy or on the cgroup2 mount;
+/// v2: listed at the root).
+fn host_has_controller(controller: &str) -> bool {
+    if v1_hierarchy(controller).is_some() {
+        return true;
+    }
+    let v2_name = if controller == "blkio" {
+        "io"
+    } else {
+        controller
+    };
+    let unified = match layout() {
+        Layout::V1 => Path::new(CGROUP_ROOT).join("unified"),
+        Layout::V2 => PathBuf::from(CGROUP_ROOT),
+    };
+    fs::read_to_string(unified.join("cgroup.controllers"))
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == v2_name))
+}
+
+/// Removes a cgroup dir whatever is in it: thaws, kills its processes, removes it leaf first.
+fn remove_cgroup(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup(&entry.path());
+            }
+        }
+    }
+    let _ = fs::write(dir.join("freezer.state"), "THAWED");
+    let _ = fs::write(dir.join("cgroup.freeze"), "0");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|p| p.parse().ok()).collect();
+        if pids.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let Err(e) = fs::remove_dir(dir) {
+        eprintln!("warning: cannot remove {}: {e}", dir.display());
+    }
+}
+
+/// A test container whose cgroup dirs are removed from every hierarchy after the harness's own
+/// cleanup has run (fields drop in order: the container first).
+struct CgContainer {
+    c: Container,
+    cleanup: CgroupCleanup,
+}
+
+struct CgroupCleanup(Vec<PathBuf>);
+
+impl CgroupCleanup {
+    fn remove_now(&self) {
+        for dir in &self.0 {
+            remove_cgroup(dir);
+        }
+    }
+}
+
+impl Drop for CgroupCleanup {
+    fn drop(&mut self) {
+        self.remove_now();
+    }
+}
+
+impl Deref for CgContainer {
+    type Target = Container;
+    fn deref(&self) -> &Container {
+        &self.c
+    }
+}
+
+impl DerefMut for CgContainer {
+    fn deref_mut(&mut self) -> &mut Container {
+        &mut self.c
+    }
+}
+
+/// A container (not created yet) whose `linux.resources` has `resources`' fields merged over
+/// the default config's (which denies every device).
+fn container(resources: Value) -> CgContainer {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        let mut merged = serde_json::to_value(linux.resources()).expect("serialize resources");
+        for (key, value) in resources.as_object().expect("resources is an object") {
+            merged[key] = value.clone();
+        }
+        let merged = serde_json::from_value(merged).expect("resources parse");
+        linux.set_resources(Some(merged));
+    });
+    let cleanup = CgroupCleanup(cgroup_dirs(&c));
+    CgContainer { c, cleanup }
+}
+
+/// A running container with `resources` whose process sleeps.
+fn sleeper(resources: Value) -> CgContainer {
+    let mut c = container(resources);
+    c.start_sleeper();
+    c
+}
+
+/// Runs `sh -c script` inside the running container.
+#[track_caller]
+fn exec_sh(c: &Container, script: &str) -> Output {
+    c.exec(&[], &["sh", "-c", script])
+}
+
+/// Checks a create that must fail: its error names `field`, and it left no state dir and no
+/// cgroup dir in any hierarchy.
+#[track_caller]
+fn assert_create_fails_naming(c: &Container, field: &str) {
+    let out = c.create().failure();
+    assert!(
+        out.stderr.contains(field),
+        "the error should name {field}:\n{out}"
+    );
+    c.state().failure();
+    assert!(
+        !c.state_dir().exists(),
+        "a failed create left {}",
+        c.state_dir().display()
+    );
+    let left: Vec<_> = cgroup_dirs(c).into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "a failed create left cgroup dirs {left:?}");
+}
+
+#[test]
+fn memory_limit_is_written_and_an_allocation_past_it_is_oom_killed() {
+    // Small sizes: under QEMU's TCG every byte through `tr` is slow.
+    let limit = 16 * MIB;
+    // swap = limit: no swap on top (memory+swap on v1, swap.max 0 on v2), so nothing escapes.
+    let c = sleeper(json!({"memory": {"limit": limit, "swap": limit}}));
+    if is_v2_controller("memory") {
+        assert_eq!(read_cgroup(&c, "memory", "memory.max"), limit.to_string());
+        assert_eq!(read_cgroup(&c, "memory", "memory.swap.max"), "0");
+    } else {
+        let read = |file| read_cgroup(&c, "memory", file);
+        assert_eq!(read("memory.limit_in_bytes"), limit.to_string());
+        assert_eq!(read("memory.memsw.limit_in_bytes"), limit.to_string());
+    }
+
+    // The shell keeps a command substitution's output in its own (anonymous) memory.
+    let allocate = |bytes: i64| {
+        exec_sh(
+            &c,
+            &format!("x=$(head -c {bytes} /dev/zero | tr '\\0' a); echo ${{#x}}"),
+        )
+    };
+    let small = allocate(MIB).success();
+    assert_eq!(small.stdout, format!("{MIB}\n"));
+
+    let big = allocate(2 * limit);
+    assert!(
+        !big.stdout.contains(&(2 * limit).to_string()),
+        "{} bytes were allocated under a limit of {limit}:\n{big}",
+        2 * limit
+    );
+    let (file, key) = if is_v2_controller("memory") {
+        ("memory.events", "oom_kill")
+    } else {
+        ("memory.oom_control", "oom_kill")
+    };
+    let events = read_cgroup(&c, "memory", file);
+    assert!(
+        keyed_value(&events, key).is_some_and(|n| n >= 1),
+        "no OOM kill counted in {file}:\n{events}\n{big}"
+    );
+}
+
+#[test]
+fn pids_limit_is_written_and_a_fork_past_it_fails() {
+    let c = sleeper(json!({"pids": {"limit": 4}}));
+    assert_eq!(read_cgroup(&c, "pids", "pids.max"), "4");
+    // The sleeping init and the exec'd shell count: two more processes fit, the third fork fails.
+    let out = exec_sh(
+        &c,
+        "i=0; while [ $i -lt 10 ]; do sleep 100 & i=$((i+1)); echo $i; done",
+    );
+    assert_eq!(out.stdout, "1\n2\n", "{out}");
+    assert!(out.stderr.contains("fork"), "{out}");
+}
+
+#[test]
+fn cpu_shares_quota_and_period_are_written() {
+    let c = container(json!({"cpu": {"shares": 512, "quota": 50000, "period": 100000}}));
+    c.create().success();
+    if is_v2_controller("cpu") {
+        // runc's shares→weight conversion: 512 → 59.
+        assert_eq!(read_cgroup(&c, "cpu", "cpu.weight"), "59");
+        assert_eq!(read_cgroup(&c, "cpu", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(read_cgroup(&c, "cpu", "cpu.shares"), "512");
+        assert_eq!(read_cgroup(&c, "cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(read_cgroup(&c, "cpu", "cpu.cfs_period_us"), "100000");
+    }
+}
+
+#[test]
+fn cpuset_is_written_and_pins_the_container() {
+    let last_cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let cpus = last_cpu.to_string();
+    let c = sleeper(json!({"cpu": {"cpus": cpus, "mems": "0"}}));
+    assert_eq!(read_cgroup(&c, "cpuset", "cpuset.cpus"), cpus);
+    assert_eq!(read_cgroup(&c, "cpuset", "cpuset.mems"), "0");
+    let out = exec_sh(&c, "grep Cpus_allowed_list /proc/self/status").success();
+    assert_eq!(out.stdout, format!("Cpus_allowed_list:\t{cpus}\n"));
+}
+
+/// The first whole disk of the host, as `major:minor`, for the throttle files.
+fn first_disk() -> Option<String> {
+    let partitions = fs::read_to_string("/proc/partitions").ok()?;
+    partitions.lines().skip(2).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let name = fields.get(3)?;
+        let is_disk = Path::new("/sys/block").join(name).exists();
+        is_disk.then(|| format!("{}:{}", fields[0], fields[1]))
+    })
+}
+
+/// A weight file holds `500` (v1) or `default 500` (v2, BFQ's v1 weight_device).
+fn default_weight(content: &str) -> &str {
+    content
+        .lines()
+        .find_map(|l| l.strip_prefix("default "))
+        .unwrap_or(content)
+        .trim()
+}
+
+#[test]
+fn block_io_weight_and_throttle_are_written() {
+    if !host_has_controller("blkio") {
+        println!("skipped: this host has no blkio/io controller");
+        return;
+    }
+    let disk = first_disk();
+    let mut block_io = json!({"weight": 500});
+    if let Some(disk) = &disk {
+        let (major, minor) = disk.split_once(':').expect("major:minor");
+        block_io["throttleReadBpsDevice"] = json!([{
+            "major": major.parse::<i64>().unwrap(),
+            "minor": minor.parse::<i64>().unwrap(),
+            "rate": MIB,
+        }]);
+    } else {
+        println!("throttle part skipped: this host has no block device");
+    }
+    let c = container(json!({"blockIO": block_io}));
+    c.create().success();
+    let dir = controller_dir(&c, "blkio");
+    let read = |file: &str| read_cgroup(&c, "blkio", file);
+    if is_v2_controller("blkio") {
+        if dir.join("io.bfq.weight").exists() {
+            assert_eq!(default_weight(&read("io.bfq.weight")), "500");
+        } else {
+            // runc's blkio→io weight conversion: 1 + (500 - 10) * 9999 / 990.
+            assert_eq!(default_weight(&read("io.weight")), "4950");
+        }
+        if let Some(disk) = &disk {
+            let io_max = read("io.max");
+            assert!(
+                io_max.starts_with(&format!("{disk} rbps={MIB} ")),
+                "io.max: {io_max}"
+            );
+        }
+    } else {
+        let file = if dir.join("blkio.weight").exists() {
+            "blkio.weight"
+        } else {
+            "blkio.bfq.weight"
+        };
+        assert_eq!(default_weight(&read(file)), "500");
+        if let Some(disk) = &disk {
+            assert_eq!(
+                read("blkio.throttle.read_bps_device"),
+                format!("{disk} {MIB}")
+            );
+        }
+    }
+}
+
+/// Hugepage sizes of this host as cgroup file names spell them ("2MB", "1GB").
+fn hugepage_sizes() -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/sys/kernel/mm/hugepages") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            Some(match kb {
+                kb if kb >= 1024 * 1024 => format!("{}GB", kb / 1024 / 1024),
+                kb if kb >= 1024 => format!("{}MB", kb / 1024),
+                kb => format!("{kb}KB"),
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn hugepage_limit_is_written() {
+    let Some(size) = hugepage_sizes().into_iter().next() else {
+        println!("skipped: this host has no hugepage sizes");
+        return;
+    };
+    if !host_has_controller("hugetlb") {
+        println!("skipped: this host has no hugetlb controller");
+        return;
+    }
+    let limit = 4 * MIB;
+    let c = container(json!({"hugepageLimits": [{"pageSize": size, "limit": limit}]}));
+    c.create().success();
+    let file = if is_v2_controller("hugetlb") {
+        format!("hugetlb.{size}.max")
+    } else {
+        format!("hugetlb.{size}.limit_in_bytes")
+    };
+    assert_eq!(read_cgroup(&c, "hugetlb", &file), limit.to_string());
+}
+
+#[test]
+fn invalid_hugepage_size_is_an_error_naming_the_field() {
+    let c = container(json!({"hugepageLimits": [{"pageSize": "3MB", "limit": MIB}]}));
+    assert_create_fails_naming(&c, "hugepageLimits");
+}
+
+/// A container whose rootfs holds `/testdev`, a node of /dev/kmsg (1:11): not among the
+/// devices every container may use, and openable write-only without any capability.
+fn container_with_kmsg_node(resources: Value) -> CgContainer {
+    let c = container(resources);
+    let node = c.bundle.join("rootfs/testdev");
+    let status = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "11"])
+        .status()
+        .expect("run mknod");
+    assert!(status.success(), "mknod {} failed", node.display());
+    c
+}
+
+const OPEN_TESTDEV: &str = ": > /testdev && echo opened";
+
+#[test]
+fn a_denied_device_cannot_be_opened() {
+    let mut c = container_with_kmsg_node(json!({}));
+    c.start_sleeper();
+    if !is_v2_controller("devices") {
+        let list = read_cgroup(&c, "devices", "devices.list");
+        assert!(!list.contains("1:11"), "devices.list: {list}");
+    }
+    let out = exec_sh(&c, OPEN_TESTDEV).failure();
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    // The always-allowed devices stay usable.
+    exec_sh(&c, ": > /dev/null").success();
+}
+
+#[test]
+fn an_allowed_device_can_be_opened() {
+    let rule = json!({"allow": true, "type": "c", "major": 1, "minor": 11, "access": "w"});
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let mut c = container_with_kmsg_node(json!({"devices": [deny_all, rule]}));
+    c.start_sleeper();
+    if !is_v2_controller("devices") {
+        let list = read_cgroup(&c, "devices", "devices.list");
+        assert!(
+            list.lines().any(|l| l == "c 1:11 w"),
+            "devices.list: {list}"
+        );
+    }
+    let out = exec_sh(&c, OPEN_TESTDEV).success();
+    assert_eq!(out.stdout, "opened\n");
+}
+
+#[test]
+fn unified_keys_are_written() {
+    // cgroup.* keys need no controller: they work on the hybrid host's cgroup2 mount too.
+    let mut unified = json!({"cgroup.max.descendants": "5"});
+    if layout() == Layout::V2 {
+        unified["memory.high"] = json!((48 * MIB).to_string());
+        unified["pids.max"] = json!("9");
+    }
+    let c = container(json!({ "unified": unified }));
+    c.create().success();
+    for (key, value) in unified.as_object().unwrap() {
+        let path = unified_dir(&c).join(key);
+        let content = fs::read_to_string(&path).expect("read the unified key's file");
+        assert_eq!(
+            content.trim(),
+            value.as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn unknown_unified_key_is_an_error_naming_it() {
+    let c = container(json!({"unified": {"cgroup.no_such_key": "1"}}));
+    assert_create_fails_naming(&c, "cgroup.no_such_key");
+}
+
+#[test]
+fn missing_controller_is_an_error_naming_the_field() {
+    if host_has_controller("net_cls") {
+        println!("skipped: this host has net_cls, the controller this test needs missing");
+        return;
+    }
+    let c = container(json!({"network": {"classID": 1048577}}));
+    assert_create_fails_naming(&c, "network.classID");
+}
+
+/// The counter the pause test's container writes, read through the init's root.
+fn counter(c: &Container) -> u64 {
+    let pid = c.state_json()["pid"].as_i64().expect("pid");
+    let path = format!("/proc/{pid}/root/dev/shm/count");
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        // The shell truncates before it writes: an empty read is a write in progress.
+        if let Some(n) = fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "no counter in {path}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[track_caller]
+fn wait_for_counter_above(c: &Container, value: u64) {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while counter(c) <= value {
+        assert!(Instant::now() < deadline, "the counter stayed at {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn list_status(c: &Container) -> String {
+    let out = c.cmd(&["list", "--format", "json"]).success();
+    let list: Value = serde_json::from_str(&out.stdout).expect("list output is JSON");
+    let entry = list
+        .as_array()
+        .and_then(|l| l.iter().find(|e| e["id"] == c.id.as_str()))
+        .unwrap_or_else(|| panic!("{} not listed:\n{out}", c.id));
+    entry["status"].as_str().expect("status").to_string()
+}
+
+/// Whether the container's cgroup is frozen, read from the freezer's own file.
+fn frozen_on_host(c: &Container) -> bool {
+    if is_v2_controller("freezer") {
+        let events = read_cgroup(c, "freezer", "cgroup.events");
+        keyed_value(&events, "frozen") == Some(1)
+    } else {
+        read_cgroup(c, "freezer", "freezer.state") == "FROZEN"
+    }
+}
+
+#[test]
+fn a_paused_container_makes_no_progress_until_resumed() {
+    let mut c = container(json!({}));
+    c.configure(|spec| {
+        let script = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; sleep 0.02; done";
+        set_args(spec, &["sh", "-c", script]);
+    });
+    c.create().success();
+    c.start().success();
+    wait_for_counter_above(&c, 1);
+
+    c.cmd(&["pause", &c.id]).success();
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    assert_eq!(list_status(&c), "paused");
+    assert!(frozen_on_host(&c), "pause did not freeze the cgroup");
+    let paused_at = counter(&c);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(counter(&c), paused_at, "the counter advanced while paused");
+
+    c.cmd(&["resume", &c.id]).success();
+    assert_eq!(c.status().as_deref(), Some("running"));
+    assert_eq!(list_status(&c), "running");
+    assert!(!frozen_on_host(&c), "resume did not thaw the cgroup");
+    wait_for_counter_above(&c, paused_at);
+}
+
+/// The memory limit, pids limit and cpu quota as the host's files show them.
+fn limits_on_host(c: &Container) -> (String, String, String) {
+    let memory = if is_v2_controller("memory") {
+        read_cgroup(c, "memory", "memory.max")
+    } else {
+        read_cgroup(c, "memory", "memory.limit_in_bytes")
+    };
+    let quota = if is_v2_controller("cpu") {
+        read_cgroup(c, "cpu", "cpu.max")
+    } else {
+        read_cgroup(c, "cpu", "cpu.cfs_quota_us")
+    };
+    (memory, read_cgroup(c, "pids", "pids.max"), quota)
+}
+
+fn cpu_shares_on_host(c: &Container) -> String {
+    if is_v2_controller("cpu") {
+        read_cgroup(c, "cpu", "cpu.weight")
+    } else {
+        read_cgroup(c, "cpu", "cpu.shares")
+    }
+}
+
+#[test]
+fn update_applies_flags_and_resources_from_stdin_and_file() {
+    let c = sleeper(json!({"memory": {"limit": 64 * MIB}, "pids": {"limit": 20}}));
+
+    c.cmd(&[
+        "update",
+        "--memory",
+        "100m",
+        "--pids-limit",
+        "30",
+        "--cpu-quota",
+        "20000",
+        &c.id,
+    ])
+    .success();
+    let quota = if is_v2_controller("cpu") {
+        "20000 100000"
+    } else {
+        "20000"
+    };
+    let expected = ((100 * MIB).to_string(), "30".to_string(), quota.to_string());
+    assert_eq!(limits_on_host(&c), expected, "after update flags");
+
+    let stdin_json = c.dir.join("stdin.json");
+    fs::write(
+        &stdin_json,
+        json!({"memory": {"limit": 80 * MIB}, "pids": {"limit": 25}}).to_string(),
+    )
+    .unwrap();
+    let out = c
+        .spawn_with(&["update", "--resources", "-", &c.id], |cmd| {
+            cmd.stdin(fs::File::open(&stdin_json).expect("open stdin.json"));
+        })
+        .wait(COMMAND_TIMEOUT);
+    out.success();
+    let expected = ((80 * MIB).to_string(), "25".to_string(), quota.to_string());
+    assert_eq!(limits_on_host(&c), expected, "after --resources -");
+
+    let file = c.dir.join("resources.json");
+    fs::write(
+        &file,
+        json!({"cpu": {"shares": 1024}, "pids": {"limit": 2}}).to_string(),
+    )
+    .unwrap();
+    let flag = format!("--resources={}", file.display());
+    c.cmd(&["update", &flag, &c.id]).success();
+    let shares = if is_v2_controller("cpu") {
+        "100"
+    } else {
+        "1024"
+    };
+    assert_eq!(cpu_shares_on_host(&c), shares, "after --resources=FILE");
+    assert_eq!(read_cgroup(&c, "pids", "pids.max"), "2");
+
+    // The new pids limit holds inside: the sleeping init and this shell fill it.
+    let out = exec_sh(&c, "sleep 1 & echo forked");
+    assert!(
+        !out.stdout.contains("forked"),
+        "a fork past pids.max 2:\n{out}"
+    );
+}
+
+#[test]
+fn events_stats_prints_one_runc_shaped_stats_event() {
+    let c = sleeper(json!({"memory": {"limit": 64 * MIB}, "pids": {"limit": 10}}));
+    let out = c.cmd(&["events", "--stats", &c.id]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one event expected:\n{out}");
+    let event: Value = serde_json::from_str(lines[0]).expect("the event is JSON");
+    assert_eq!(event["type"], "stats", "{event}");
+    assert_eq!(event["id"], c.id.as_str(), "{event}");
+    let data = &event["data"];
+    assert_eq!(data["memory"]["usage"]["limit"], 64 * MIB, "{event}");
+    assert!(
+        data["memory"]["usage"]["usage"].as_u64() > Some(0),
+        "{event}"
+    );
+    assert_eq!(data["pids"]["current"], 1, "{event}");
+    assert_eq!(data["pids"]["limit"], 10, "{event}");
+    assert!(data["cpu"]["usage"]["total"].as_u64() > Some(0), "{event}");
+}
+
+/// The pids `ps --format json` prints.
+#[track_caller]
+fn ps_pids(c: &Container) -> Vec<i64> {
+    let out = c.cmd(&["ps", "--format", "json", &c.id]).success();
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("ps output is not a JSON array of pids ({e}):\n{out}"));
+    pids
+}
+
+#[test]
+fn ps_json_lists_the_init_and_an_execd_process() {
+    let c = sleeper(json!({}));
+    let init = c.state_json()["pid"].as_i64().expect("pid");
+    let pid_file = c.dir.join("exec.pid");
+    let pid_flag = pid_file.to_str().unwrap();
+    c.exec(&["--detach", "--pid-file", pid_flag], &["sleep", "1000"])
+        .success();
+    let execd: i64 = fs::read_to_string(&pid_file)
+        .expect("exec pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+
+    let mut pids = ps_pids(&c);
+    pids.sort_unstable();
+    let mut expected = vec![init, execd];
+    expected.sort_unstable();
+    assert_eq!(pids, expected);
+    let cgroup = format!("/{}", relative_cgroup(&c).display());
+    for pid in pids {
+        let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        assert!(
+            membership.lines().all(|l| l.ends_with(&cgroup)),
+            "process {pid} is not in {cgroup} everywhere:\n{membership}"
+        );
+    }
+}
+
+#[test]
+fn kill_all_kills_every_process_including_backgrounded_ones() {
+    for signal in ["KILL", "TERM"] {
+        let mut c = container(json!({}));
+        // In the host's pid namespace, killing the init alone would leave its children running.
+        c.configure(|spec| {
+            remove_namespace(spec, oci_spec::runtime::LinuxNamespaceType::Pid);
+            set_args(spec, &["sh", "-c", "sleep 1000 & sleep 1000 & wait"]);
+        });
+        c.create().success();
+        c.start().success();
+        c.exec(&["--detach"], &["sleep", "1000"]).success();
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        while ps_pids(&c).len() < 4 {
+            assert!(Instant::now() < deadline, "expected 4 processes");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+
+        c.cmd(&["kill", "--all", &c.id, signal]).success();
+        c.wait_for_status("stopped", COMMAND_TIMEOUT);
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        loop {
+            let left: Vec<String> = cgroup_dirs(&c)
+                .iter()
+                .map(|d| fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default())
+                .filter(|procs| !procs.trim().is_empty())
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kill --all {signal} left processes: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn delete_removes_the_cgroup_in_every_hierarchy() {
+    let c = sleeper(json!({"pids": {"limit": 10}}));
+    for dir in cgroup_dirs(&c) {
+        assert!(dir.is_dir(), "no cgroup dir {}", dir.display());
+    }
+    c.kill("KILL").success();
+    c.wait_for_status("stopped", COMMAND_TIMEOUT);
+    c.delete().success();
+    let left: Vec<_> = cgroup_dirs(&c).into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "delete left cgroup dirs {left:?}");
+}
+
+#[test]
+fn delete_keeps_a_cgroup_that_existed_before_create() {
+    let mut c = container(json!({}));
+    for dir in cgroup_dirs(&c) {
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    c.run_args(&["/bin/true"]).success();
+    for dir in cgroup_dirs(&c) {
+        assert!(
+            dir.is_dir(),
+            "berth removed the pre-existing {}",
+            dir.display()
+        );
+    }
+    c.cleanup.remove_now();
+}
+
+#[test]
+fn a_4mib_1pid_container_still_runs() {
+    let mut c = container(json!({"memory": {"limit": 4 * MIB}, "pids": {"limit": 1}}));
+    c.run_args(&["/bin/true"]).success();
+    c.assert_no_leaks();
+}
