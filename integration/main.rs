@@ -19,6 +19,7 @@ mod lifecycle;
 mod process;
 mod rootfs;
 mod seccomp;
+mod security;
 mod soak;
 // One module per spec area, added by the helpers working on them:
 // mod cgroups; mod process; mod rootfs; mod seccomp; mod security;
