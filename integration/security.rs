@@ -369,8 +369,9 @@ fn cve_2024_21626_exec_cwd_through_a_leaked_fd_fails() {
     }
 }
 
-/// The shell's own fds, listed without opening any in the shell itself.
-const LIST_FDS: &str = "ls /proc/$$/fd";
+/// The shell's own fds, listed by a child that opens the dir; the trailing `:` keeps the shell
+/// from exec'ing `ls` in its own place.
+const LIST_FDS: &str = "ls /proc/$$/fd; :";
 
 #[test]
 fn only_stdio_reaches_the_container_process() {
@@ -463,7 +464,7 @@ fn linux_devices_over_image_symlinks_stay_inside() {
 /// made a symlink to a host file.
 #[test]
 fn console_bind_over_an_image_symlink_stays_inside() {
-    let mut c = Container::with_args(&["sleep", "1000"]);
+    let c = Container::with_args(&["sleep", "1000"]);
     let target = host_file(&c, "host-console");
     let before = snapshot(&target);
     let console = c.bundle.join("rootfs/dev/console");
@@ -697,9 +698,10 @@ fn runtime_capabilities_do_not_leak_into_the_container() {
         "capsh did not raise the ambient set:\n{probe}"
     );
 
-    // CAP_KILL (bit 5) and CAP_CHOWN (bit 0) only, nothing inheritable or ambient. Root's
-    // execve recomputes permitted and effective from the bounding set; uid 1000 gets nothing.
-    for (uid, permitted) in [(0, "0000000000000021"), (1000, "0000000000000000")] {
+    // CAP_KILL (bit 5) and CAP_CHOWN (bit 0) bounding, nothing inheritable or ambient. Root's
+    // execve would raise permitted to the bounding set, but noNewPrivileges (the default config)
+    // caps it at the configured permitted set; uid 1000 gets nothing.
+    for (uid, permitted) in [(0, "0000000000000020"), (1000, "0000000000000000")] {
         let c = Container::new();
         c.configure_json(|config| {
             config["process"]["args"] = json!(["sh", "-c", CAP_STATUS]);
