@@ -78,7 +78,7 @@ impl RuntimeCopy {
         self.spawn(c, args).wait(COMMAND_TIMEOUT)
     }
 
-    /// create + start `c` with the copy; returns the init's host pid.
+    /// `create` for `c` with the copy; returns the init's host pid.
     #[track_caller]
     fn create(&self, c: &Container) -> i32 {
         let bundle = c.bundle.to_str().expect("utf-8 temp dir");
@@ -151,13 +151,14 @@ fn assert_exe_attack_fails(c: &Container, runtime: &RuntimeCopy, target: i32, ha
     );
     for attempt in [
         "readlink-allowed",
-        "read-allowed\n",
+        "read-allowed",
         "fd-allowed",
-        "write-allowed",
+        "reopen-write-allowed",
         "append-allowed",
+        "write-allowed",
     ] {
         assert!(
-            !out.stdout.lines().any(|l| l == attempt.trim_end()),
+            !out.stdout.lines().any(|l| l == attempt),
             "{attempt}: the container reached the runtime binary:\n{out}"
         );
     }
@@ -442,10 +443,10 @@ fn cwd_symlinked_to_a_host_dir_stays_inside() {
 // Symlinks in the image's /dev and /proc
 // ---------------------------------------------------------------------------------------------
 
-// runc deviates: 1.1.5 keeps the image's /dev symlinks instead of creating the devices (the
-// host files stay untouched).
 /// crun's CVE-2026-47766 class: `linux.devices` at a path the image made a symlink to a host
 /// file. The device must be created inside the rootfs; the host file keeps mode, owner, content.
+// runc deviates: 1.1.5 keeps the image's /dev symlinks instead of creating the devices (the
+// host files stay untouched).
 #[test]
 fn linux_devices_over_image_symlinks_stay_inside() {
     let mut c = Container::new();
@@ -492,10 +493,10 @@ fn linux_devices_over_image_symlinks_stay_inside() {
     );
 }
 
-// runc deviates: 1.1.5 fails `create` opening /dev/console through the symlink (safe: the host
-// file stays untouched).
 /// CVE-2025-52565 class: with a terminal, the pty is bound over /dev/console, which the image
 /// made a symlink to a host file.
+// runc deviates: 1.1.5 fails `create` opening /dev/console through the symlink (safe: the host
+// file stays untouched).
 #[test]
 fn console_bind_over_an_image_symlink_stays_inside() {
     let c = Container::with_args(&["sleep", "1000"]);
@@ -528,9 +529,9 @@ fn console_bind_over_an_image_symlink_stays_inside() {
     drop(listener);
 }
 
-// runc deviates: 1.1.5 keeps the image's /dev/null symlink (the host file stays untouched).
 /// CVE-2025-31133 with a relative symlink: the image's /dev/null climbs to a host file, and the
 /// default maskedPaths bind /dev/null.
+// runc deviates: 1.1.5 keeps the image's /dev/null symlink (the host file stays untouched).
 #[test]
 fn masking_with_a_relative_dev_null_symlink_leaves_the_host_alone() {
     let mut c = Container::new();
@@ -585,37 +586,65 @@ impl FakeProc {
     }
 }
 
-/// The /proc writes the runtime makes for a config, tried one per container so that the
-/// refusal of one cannot hide what the other does.
-const PROC_WRITES: [(&str, fn(&mut Value)); 2] = [
-    ("linux.sysctl", |config| {
-        config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
-    }),
-    ("process.oomScoreAdj", |config| {
-        config["process"]["oomScoreAdj"] = json!(100);
-    }),
+/// One /proc write the runtime makes for a config: how to ask for it, and how the container
+/// reads the value back through a procfs of its own at /mnt/proc.
+struct ProcWrite {
+    what: &'static str,
+    ask: fn(&mut Value),
+    read_back: &'static str,
+    expected: &'static str,
+}
+
+/// Tried one per container, so that the refusal of one cannot hide what the other does.
+const PROC_WRITES: [ProcWrite; 2] = [
+    ProcWrite {
+        what: "linux.sysctl",
+        ask: |config| config["linux"]["sysctl"] = json!({"kernel.shmmni": "1234"}),
+        read_back: "cat /mnt/proc/sys/kernel/shmmni",
+        expected: "1234\n",
+    },
+    ProcWrite {
+        what: "process.oomScoreAdj",
+        ask: |config| config["process"]["oomScoreAdj"] = json!(100),
+        read_back: "cat /mnt/proc/self/oom_score_adj",
+        expected: "100\n",
+    },
 ];
 
-/// For each of [`PROC_WRITES`]: a container that `stage` turned malicious runs (either outcome
-/// is fine), and the fake procfs files on the host must be untouched.
+/// For each of [`PROC_WRITES`]: a container that `stage` turned malicious runs, and the fake
+/// procfs files on the host must be untouched. Refusing to run is fine; running is fine only if
+/// the value landed in the container's real procfs.
 #[track_caller]
 fn assert_proc_writes_stay_off(case: &str, stage: impl Fn(&Container, &FakeProc)) {
-    for (write, ask) in PROC_WRITES {
-        let c = Container::with_args(&["true"]);
+    for write in PROC_WRITES {
+        let c = Container::with_args(&["sh", "-c", write.read_back]);
         let fake = FakeProc::new(&c);
         stage(&c, &fake);
-        c.configure_json(ask);
+        c.configure_json(|config| {
+            (write.ask)(config);
+            add_mounts(
+                config,
+                json!([{"destination": "/mnt/proc", "type": "proc", "source": "proc"}]),
+            );
+        });
         let before = fake.snapshots();
         let out = c.run();
+        let what = write.what;
         assert_eq!(
             fake.snapshots(),
             before,
-            "{case}, {write}: the runtime wrote into the host's fake /proc files:\n{out}"
+            "{case}, {what}: the runtime wrote into the host's fake /proc files:\n{out}"
         );
         assert!(
             mounts_under(&c.dir).is_empty(),
-            "{case}, {write}: a mount leaked"
+            "{case}, {what}: a mount leaked"
         );
+        if out.code == 0 {
+            assert_eq!(
+                out.stdout, write.expected,
+                "{case}, {what}: not applied:\n{out}"
+            );
+        }
     }
 }
 
