@@ -22,6 +22,6 @@ mod notify;
 mod process;
 mod rootfs;
 mod seccomp;
+mod security;
 mod soak;
 mod userns;
-// Still to come, one module per spec area: cgroups, security.
