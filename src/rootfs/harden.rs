@@ -1,6 +1,6 @@
 //! `maskedPaths` and `readonlyPaths`, applied inside the entered container root.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -19,16 +19,21 @@ const RDONLY: MountAttr = MountAttr {
     propagation: 0,
 };
 
+/// The path's handle, or `None` when it does not exist (those paths are skipped).
+fn open_existing(root: BorrowedFd<'_>, path: &Path, field: &str) -> Result<Option<OwnedFd>> {
+    match open_path_in_root(root, path, true) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{field}: open {}", path.display())),
+    }
+}
+
 /// Bind each path onto itself, read-only for the whole tree. Missing paths are skipped.
 pub fn make_readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
     for path in paths {
         let path = Path::new(path);
-        let target = match open_path_in_root(root, path, true) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("readonlyPaths: open {}", path.display()));
-            }
+        let Some(target) = open_existing(root, path, "readonlyPaths")? else {
+            continue;
         };
         let flags = libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32;
         let clone = sys::open_tree_fd(target.as_fd(), flags)
@@ -47,12 +52,8 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
     let mut null = None;
     for path in paths {
         let path = Path::new(path);
-        let target = match open_path_in_root(root, path, true) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => {
-                return Err(e).with_context(|| format!("maskedPaths: open {}", path.display()));
-            }
+        let Some(target) = open_existing(root, path, "maskedPaths")? else {
+            continue;
         };
         let st = fstat(target.as_fd())
             .with_context(|| format!("maskedPaths: fstat {}", path.display()))?;
