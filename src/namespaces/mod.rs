@@ -91,12 +91,33 @@ impl NamespacePlan {
         if !plan.has(LinuxNamespaceType::Mount) {
             bail!("linux.namespaces: a mount namespace is required to set up the rootfs");
         }
+        plan.check_joined_user_namespace()?;
         plan.id_maps = id_maps(linux, plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER))?;
         plan.time_offsets = time_offsets(linux)?;
         if !plan.new_time && !plan.time_offsets.is_empty() {
             bail!("linux.timeOffsets: requires a new time namespace");
         }
         Ok(plan)
+    }
+
+    /// New namespaces come from clone3 in the parent, so they belong to the
+    /// host's user namespace; a child that then joins another user namespace
+    /// would have no privilege over them (its mounts would fail). Until the
+    /// child creates them itself after joining, refuse the combination.
+    fn check_joined_user_namespace(&self) -> Result<()> {
+        let joins_user = self
+            .joined
+            .iter()
+            .any(|j| j.kind == LinuxNamespaceType::User);
+        let creates_any = !self.clone_flags.is_empty() || self.new_cgroup || self.new_time;
+        if joins_user && creates_any {
+            bail!(
+                "linux.namespaces: joining a user namespace by path together with new \
+                 namespaces is not supported yet (join every namespace by path, or create a \
+                 new user namespace)"
+            );
+        }
+        Ok(())
     }
 
     /// True when the container gets this namespace, new or joined.
@@ -273,4 +294,66 @@ fn time_offsets(linux: &Linux) -> Result<Vec<String>> {
         ));
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(namespaces: &str) -> Result<NamespacePlan> {
+        let linux: Linux =
+            serde_json::from_str(&format!(r#"{{"namespaces":{namespaces}}}"#)).unwrap();
+        NamespacePlan::from_spec(&linux)
+    }
+
+    #[test]
+    fn duplicates_and_a_missing_mount_namespace_are_errors() {
+        let err = plan(r#"[{"type":"mount"},{"type":"pid"},{"type":"pid"}]"#)
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "linux.namespaces[2]: duplicate pid namespace"
+        );
+        let err = plan(r#"[{"type":"pid"}]"#).err().unwrap();
+        assert!(err.to_string().contains("mount namespace is required"));
+    }
+
+    #[test]
+    fn a_path_to_a_namespace_of_another_type_is_an_error() {
+        let err = plan(r#"[{"type":"mount"},{"type":"network","path":"/proc/self/ns/uts"}]"#);
+        let message = err.err().unwrap().to_string();
+        assert_eq!(
+            message,
+            "linux.namespaces[1].path: /proc/self/ns/uts is not a net namespace"
+        );
+    }
+
+    #[test]
+    fn new_namespaces_become_clone_flags_except_cgroup_and_time() {
+        let plan =
+            plan(r#"[{"type":"mount"},{"type":"pid"},{"type":"cgroup"},{"type":"time"}]"#).unwrap();
+        assert_eq!(
+            plan.clone_flags,
+            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID
+        );
+        assert!(plan.new_cgroup && plan.new_time);
+    }
+
+    #[test]
+    fn a_new_user_namespace_needs_mappings() {
+        let err = plan(r#"[{"type":"mount"},{"type":"user"}]"#).err().unwrap();
+        assert!(err.to_string().starts_with("linux.uidMappings"), "{err}");
+    }
+
+    #[test]
+    fn joining_a_user_namespace_with_new_namespaces_is_refused() {
+        let err = plan(r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#);
+        assert!(
+            err.err()
+                .unwrap()
+                .to_string()
+                .contains("joining a user namespace")
+        );
+    }
 }
