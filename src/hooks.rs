@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use oci_spec::runtime::Hook;
 
 use crate::sys;
@@ -59,20 +58,9 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Waits on a pidfd, which becomes readable when the process exits.
+/// Whether the hook exits before `timeout`.
 fn exits_within(pid: i32, timeout: Duration) -> Result<bool> {
     let pidfd =
         sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).context("pidfd_open of the hook")?;
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    loop {
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("polling the hook's pidfd"),
-            Ok(ready) => return Ok(ready > 0),
-        }
-    }
+    sys::wait_for_exit(pidfd.as_fd(), Some(timeout)).context("polling the hook's pidfd")
 }

@@ -96,12 +96,7 @@ impl Container {
 
 /// Waits until the process behind `pidfd` has exited (it need not be our child).
 pub fn wait_for_exit(pidfd: &OwnedFd) -> Result<()> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    loop {
-        match poll(&mut fds, PollTimeout::NONE) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => return other.map(drop).context("waiting for the process to exit"),
-        }
-    }
+    sys::wait_for_exit(pidfd.as_fd(), None)
+        .map(drop)
+        .context("waiting for the process to exit")
 }

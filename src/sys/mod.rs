@@ -86,6 +86,23 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Waits until the process behind `pidfd` has exited (it need not be our
+/// child: a pidfd becomes readable when its process ends). Returns false if
+/// `timeout` passed first.
+pub fn wait_for_exit(pidfd: BorrowedFd, timeout: Option<std::time::Duration>) -> nix::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let timeout = timeout.map_or(PollTimeout::NONE, |t| {
+        PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX)
+    });
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, timeout) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(|ready| ready > 0),
+        }
+    }
+}
+
 /// pidfd_send_signal(2).
 pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: Signal) -> Result<(), Errno> {
     // SAFETY: plain syscall; a null siginfo means "as kill(2) would send it".
