@@ -46,6 +46,26 @@ pub enum ConsoleTarget {
     Proxy,
 }
 
+impl ConsoleTarget {
+    /// For a terminal: the socket the child sends the pty master on, and with
+    /// `Proxy` our end that receives it. `missing` explains a terminal with
+    /// nowhere to send it.
+    pub fn connect(&self, missing: &str) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
+        match self {
+            ConsoleTarget::None => bail!("{missing}"),
+            ConsoleTarget::Socket(path) => {
+                let stream = UnixStream::connect(path)
+                    .with_context(|| format!("--console-socket {}", path.display()))?;
+                Ok((Some(stream), None))
+            }
+            ConsoleTarget::Proxy => {
+                let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
+                Ok((Some(theirs), Some(ours)))
+            }
+        }
+    }
+}
+
 /// A container in the `created` state whose init is this process's child.
 pub struct Created {
     pub init: Pid,
@@ -269,17 +289,8 @@ fn connect_console(
             bail!("--console-socket: process.terminal is false, there is no console to send")
         }
         (false, _) => Ok((None, None)),
-        (true, ConsoleTarget::None) => {
-            bail!("process.terminal is true: a detached container needs --console-socket")
-        }
-        (true, ConsoleTarget::Socket(path)) => {
-            let stream = UnixStream::connect(&path)
-                .with_context(|| format!("--console-socket {}", path.display()))?;
-            Ok((Some(stream), None))
-        }
-        (true, ConsoleTarget::Proxy) => {
-            let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
-            Ok((Some(theirs), Some(ours)))
+        (true, target) => {
+            target.connect("process.terminal is true: a detached container needs --console-socket")
         }
     }
 }

@@ -154,20 +154,12 @@ fn namespaces_to_join(container: &Container) -> CloneFlags {
 }
 
 fn console_pair(request: &ExecRequest) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
-    let terminal = request.process.terminal().unwrap_or(false);
-    match (&request.console, terminal) {
-        (_, false) => Ok((None, None)),
-        (ConsoleTarget::Socket(path), true) => {
-            let stream = UnixStream::connect(path)
-                .with_context(|| format!("--console-socket {}", path.display()))?;
-            Ok((Some(stream), None))
-        }
-        (ConsoleTarget::Proxy, true) => {
-            let (ours, theirs) = UnixStream::pair().context("socketpair for the console")?;
-            Ok((Some(theirs), Some(ours)))
-        }
-        (ConsoleTarget::None, true) => bail!("--tty with --detach needs --console-socket"),
+    if !request.process.terminal().unwrap_or(false) {
+        return Ok((None, None));
     }
+    request
+        .console
+        .connect("--tty with --detach needs --console-socket")
 }
 
 /// The exec process before execve: joins the container and becomes the
@@ -189,8 +181,7 @@ impl ExecChild<'_> {
             .context("setns into the container's namespaces")?;
         let process = &self.request.process;
         if let Some(socket) = self.console {
-            let pty = process::console::open_pty(process.console_size())?;
-            process::console::send_master(socket.as_fd(), &pty)?;
+            let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;
             process::console::attach_slave(pty)?;
         }
         process::prepare(process, None)?;

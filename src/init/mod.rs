@@ -124,8 +124,7 @@ fn set_host_and_domain_name(args: &InitArgs) -> Result<()> {
 }
 
 fn set_up_console(bundle: &Bundle, socket: &UnixStream) -> Result<()> {
-    let pty = process::console::open_pty(bundle.process().console_size())?;
-    process::console::send_master(socket.as_fd(), &pty)?;
+    let pty = process::console::open_and_send(socket.as_fd(), bundle.process().console_size())?;
     rootfs::bind_console(Path::new(&pty.name))?;
     process::console::attach_slave(pty)
 }

@@ -58,6 +58,14 @@ fn clamp(value: u64) -> u16 {
     u16::try_from(value).unwrap_or(u16::MAX)
 }
 
+/// Opens the container's pty and sends its master to the console socket; the caller then
+/// attaches the slave (after binding it at /dev/console, for the init).
+pub fn open_and_send(socket: BorrowedFd, size: Option<ConsoleSize>) -> Result<Pty> {
+    let pty = open_pty(size)?;
+    send_master(socket, &pty)?;
+    Ok(pty)
+}
+
 /// Sends the master over the connected console socket (one sendmsg, no reply expected).
 pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
     let fds = [pty.master.as_raw_fd()];
