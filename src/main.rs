@@ -10,6 +10,7 @@ mod logging;
 mod namespaces;
 mod process;
 mod rootfs;
+mod rootless;
 mod seccomp;
 mod spec;
 mod sync;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
+use cgroups::CgroupOptions;
 use cli::{Cli, Command, CreateArgs};
 use container::state::StateRoot;
 use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
@@ -61,24 +63,29 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let Some(command) = cli.command else {
         bail!("no command given; see berth --help");
     };
-    let rootless = cli.rootless.as_deref() == Some("true");
-    if rootless && !matches!(command, Command::Spec { .. }) {
-        bail!("--rootless: rootless containers are not supported yet");
-    }
-    let root = &StateRoot::new(&cli.root)?;
+    let rootless = rootless::is_rootless(cli.rootless.as_deref())?;
+    let root_dir = cli.root.unwrap_or_else(rootless::default_state_root);
+    let root = &StateRoot::new(&root_dir)?;
+    let cgroup_options = CgroupOptions {
+        systemd: cli.systemd_cgroup,
+        rootless,
+    };
     match command {
-        Command::Spec { bundle } => write_default_spec(&bundle, rootless)?,
+        // As `runc spec --rootless`: only an explicit flag asks for the rootless config.
+        Command::Spec { bundle } => {
+            write_default_spec(&bundle, cli.rootless.as_deref() == Some("true"))?
+        }
         Command::Create(args) => {
             let console = args
                 .console_socket
                 .clone()
                 .map_or(ConsoleTarget::None, ConsoleTarget::Socket);
-            container::create(root, &create_options(args, cli.systemd_cgroup)?, console)?;
+            container::create(root, &create_options(args, cgroup_options)?, console)?;
         }
         Command::Run(args) => {
             let options = RunOptions {
                 console_socket: absolute(args.create.console_socket.clone())?,
-                create: create_options(args.create, cli.systemd_cgroup)?,
+                create: create_options(args.create, cgroup_options)?,
                 detach: args.detach,
                 keep: args.keep,
                 no_subreaper: args.no_subreaper,
@@ -123,10 +130,10 @@ fn write_default_spec(bundle: &Path, rootless: bool) -> Result<()> {
     std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-fn create_options(args: CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions> {
+fn create_options(args: CreateArgs, cgroups: CgroupOptions) -> Result<CreateOptions> {
     Ok(CreateOptions {
         id: args.id,
-        systemd_cgroup,
+        cgroups,
         bundle: args.bundle,
         pid_file: absolute(args.pid_file)?,
         preserve_fds: args.preserve_fds,

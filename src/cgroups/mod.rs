@@ -38,6 +38,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use serde::{Deserialize, Serialize};
 
+use crate::logging;
+
 pub use devices::container_device_rules;
 pub use layout::Layout;
 pub use oom::OomWatch;
@@ -126,13 +128,26 @@ pub fn features() -> CgroupFeatures {
     }
 }
 
+/// How berth was asked to manage cgroups.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CgroupOptions {
+    /// --systemd-cgroup: cgroupsPath is `slice:prefix:name` for systemd.
+    pub systemd: bool,
+    /// berth has no privilege over the host's cgroups (see `crate::rootless`).
+    pub rootless: bool,
+}
+
 /// Plans the container's cgroup on this host (nothing is created until `create`).
+///
+/// Rootless without a cgroupsPath, a cgroup that cannot be created is done without, as runc
+/// does: the container runs in berth's own cgroup and may set no limits. A given cgroupsPath
+/// names one that was delegated, so failing to create it stays an error.
 pub fn for_new_container(
     cgroups_path: Option<&str>,
     container_id: &str,
-    systemd: bool,
+    options: CgroupOptions,
 ) -> Result<Box<dyn CgroupManager>> {
-    if systemd {
+    if options.systemd {
         bail!(
             "linux.cgroupsPath {:?}: systemd cgroup driver not supported yet (run without \
              --systemd-cgroup)",
@@ -144,19 +159,29 @@ pub fn for_new_container(
         layout::CgroupPath::RelativeToOwn(_) => layout::own_cgroups()?,
         layout::CgroupPath::Absolute(_) => Vec::new(),
     };
-    from_handle(&plan(&Layout::detect()?, &path, &own)?)
+    let optional = options.rootless && cgroups_path.is_none_or(str::is_empty);
+    let cgroup = Cgroup {
+        handle: plan(&Layout::detect()?, &path, &own)?,
+        unified_fd: None,
+        optional,
+    };
+    Ok(manager(cgroup))
 }
 
 /// Rebuilds the manager of an existing container from its persisted handle.
 pub fn from_handle(handle: &CgroupHandle) -> Result<Box<dyn CgroupManager>> {
-    let cgroup = Cgroup {
+    Ok(manager(Cgroup {
         handle: handle.clone(),
         unified_fd: None,
-    };
-    Ok(match handle.driver {
+        optional: false,
+    }))
+}
+
+fn manager(cgroup: Cgroup) -> Box<dyn CgroupManager> {
+    match cgroup.handle.driver {
         Version::V1 => Box::new(V1Manager(cgroup)),
         Version::V2 => Box::new(V2Manager(cgroup)),
-    })
+    }
 }
 
 /// Where the container's cgroup goes in each hierarchy of `layout`.
@@ -219,6 +244,17 @@ fn plan(
     })
 }
 
+/// The cgroup is not ours to make (EROFS: a read-only cgroupfs, as in a container).
+fn is_permission_error(err: &anyhow::Error) -> bool {
+    let denied = |io: &std::io::Error| {
+        let errno = io.raw_os_error().map(Errno::from_raw);
+        matches!(errno, Some(Errno::EACCES | Errno::EPERM | Errno::EROFS))
+    };
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(denied)
+}
+
 /// A directory that does not exist yet is berth's to create, and to remove:
 /// recorded so before `create`, a handle saved early lets `delete --force`
 /// clean up after a create that was killed half-way.
@@ -245,6 +281,9 @@ struct Cgroup {
     handle: CgroupHandle,
     /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP.
     unified_fd: Option<OwnedFd>,
+    /// Rootless without a cgroupsPath: no permission to create the cgroup means none at all
+    /// (an empty `handle.dirs`), not an error.
+    optional: bool,
 }
 
 impl Cgroup {
@@ -260,6 +299,22 @@ impl Cgroup {
     }
 
     fn create_dirs(&mut self, enable_all_v2_controllers: bool) -> Result<()> {
+        match self.create_each_dir(enable_all_v2_controllers) {
+            Err(e) if self.optional && is_permission_error(&e) => {
+                logging::log(
+                    logging::Level::Debug,
+                    &format!("rootless: running the container without a cgroup: {e:#}"),
+                );
+                let undone = self.remove();
+                self.handle.dirs.clear();
+                self.unified_fd = None;
+                undone
+            }
+            result => result,
+        }
+    }
+
+    fn create_each_dir(&mut self, enable_all_v2_controllers: bool) -> Result<()> {
         for dir in &mut self.handle.dirs {
             let created = fs::create_dirs(&dir.path)?;
             dir.created = created.last() == Some(&dir.path);
@@ -276,6 +331,28 @@ impl Cgroup {
                     .with_context(|| format!("opening {}", dir.path.display()))?;
                 self.unified_fd = Some(fd.into());
             }
+        }
+        Ok(())
+    }
+
+    /// Applies `r` where the driver's `target` says. Without a cgroup there is nowhere to put a
+    /// limit; device rules are let through as runc does rootless (such a container can only
+    /// reach device nodes bound from the host, with the user's own permissions).
+    fn apply<'m>(
+        &self,
+        r: &LinuxResources,
+        target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
+    ) -> Result<()> {
+        if !self.handle.dirs.is_empty() {
+            return apply_resources(r, target);
+        }
+        let mut limits = r.clone();
+        limits.set_devices(None);
+        if limits != LinuxResources::default() {
+            bail!(
+                "linux.resources: the container has no cgroup to set limits in (berth is \
+                 rootless and was given no cgroupsPath delegated to it)"
+            );
         }
         Ok(())
     }
@@ -574,7 +651,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        apply_resources(resources, &|c, f| self.target(c, f))
+        self.0.apply(resources, &|c, f| self.target(c, f))
     }
 
     fn freeze(&self) -> Result<()> {
@@ -702,7 +779,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        apply_resources(resources, &|c, f| self.target(c, f))
+        self.0.apply(resources, &|c, f| self.target(c, f))
     }
 
     fn freeze(&self) -> Result<()> {
@@ -803,7 +880,11 @@ mod tests {
 
     #[test]
     fn systemd_driver_is_a_clear_error() {
-        let err = for_new_container(Some("system.slice:berth:c1"), "c1", true)
+        let systemd = CgroupOptions {
+            systemd: true,
+            rootless: false,
+        };
+        let err = for_new_container(Some("system.slice:berth:c1"), "c1", systemd)
             .err()
             .unwrap()
             .to_string();

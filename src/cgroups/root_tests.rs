@@ -31,7 +31,7 @@ impl TestCgroup {
     fn new() -> TestCgroup {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let path = format!("/berth-test-{}-{n}", std::process::id());
-        let manager = for_new_container(Some(&path), "test", false).unwrap();
+        let manager = for_new_container(Some(&path), "test", CgroupOptions::default()).unwrap();
         Self::from_manager(manager)
     }
 

@@ -17,9 +17,10 @@ pub use normalize::normalize_args;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for the containers' state
-    #[arg(long, global = true, default_value = "/run/berth")]
-    pub root: PathBuf,
+    /// Directory for the containers' state [default: /run/berth, or $XDG_RUNTIME_DIR/berth when
+    /// rootless]
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr)
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -31,8 +32,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups (not supported yet)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// Run as an unprivileged user (true, false or auto); with `spec`: write a
-    /// config for that
+    /// Whether berth lacks privilege over the host, so that it runs containers without a cgroup
+    /// unless one is delegated (true, false or auto: an unprivileged user or root in a user
+    /// namespace); with `spec`: write a config for an unprivileged user
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
     /// Print the version

@@ -14,7 +14,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::notify;
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
-use crate::cgroups::{self, CgroupManager};
+use crate::cgroups::{self, CgroupManager, CgroupOptions};
 use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespacePlan};
@@ -26,8 +26,7 @@ use crate::sys::{self, Forked};
 
 pub struct CreateOptions {
     pub id: String,
-    /// --systemd-cgroup: cgroupsPath is `slice:prefix:name` for systemd.
-    pub systemd_cgroup: bool,
+    pub cgroups: CgroupOptions,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
@@ -87,8 +86,7 @@ pub fn create(
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy());
-    let cgroup =
-        cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.systemd_cgroup)?;
+    let cgroup = cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)?;
     let resources = container_resources(&bundle);
     let seccomp_filter = (bundle.linux().seccomp().as_ref())
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
@@ -115,7 +113,8 @@ pub fn create(
     let extra_mounts = notify::prepare(&dir, &mut bundle)?.into_iter().collect();
     let cgroup = rollback.cgroup.insert(cgroup);
     cgroup.create()?;
-    state.cgroup = Some(cgroup.handle());
+    // None when rootless berth could not make one (see `cgroups::for_new_container`).
+    state.cgroup = Some(cgroup.handle()).filter(|handle| !handle.dirs.is_empty());
     state.save(&dir)?;
     cgroup.apply(&resources)?;
 
