@@ -69,9 +69,12 @@ pub fn run(mut args: InitArgs) -> ! {
 fn set_up(args: &mut InitArgs) -> Result<()> {
     // A creator killed mid-create must not leave a half-made container.
     sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
-    sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
     sys::reset_signals().context("resetting signal handlers")?;
     let host_pid = args.channel.expect_go()?;
+    // Only now (CVE-2019-5736): /proc/<pid>/ of a non-dumpable process belongs to root, and a
+    // rootless parent must write our uid_map and gid_map before Go. Until Go nothing of the
+    // container runs that could reach us.
+    sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
     args.hook_state["pid"] = host_pid.into();
     args.namespaces.enter_in_child()?;
     set_host_and_domain_name(args)?;

@@ -8,9 +8,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::sched::{CloneFlags, setns, unshare};
-use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
 
 use crate::sys::{self, Forked};
+
+mod id_maps;
+
+use id_maps::IdMaps;
 
 /// A namespace the container joins, with the fd opened and type-checked.
 pub struct Joined {
@@ -32,11 +36,6 @@ pub struct NamespacePlan {
     id_maps: Option<IdMaps>,
     /// Lines for /proc/self/timens_offsets: "<clock> <secs> <nanos>".
     time_offsets: Vec<String>,
-}
-
-struct IdMaps {
-    uid: String,
-    gid: String,
 }
 
 pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
@@ -131,13 +130,10 @@ impl NamespacePlan {
     /// In the parent, between clone and Go: the new user namespace's id
     /// mappings (the child cannot write its own beyond its single uid).
     pub fn write_id_maps(&self, child: nix::unistd::Pid) -> Result<()> {
-        let Some(maps) = &self.id_maps else {
-            return Ok(());
-        };
-        std::fs::write(format!("/proc/{child}/uid_map"), &maps.uid)
-            .context("linux.uidMappings: writing uid_map")?;
-        std::fs::write(format!("/proc/{child}/gid_map"), &maps.gid)
-            .context("linux.gidMappings: writing gid_map")
+        match &self.id_maps {
+            Some(maps) => maps.write(child),
+            None => Ok(()),
+        }
     }
 
     /// The pid namespace to join, which the parent enters around the clone
@@ -246,18 +242,12 @@ fn become_namespace_root() -> Result<()> {
 /// A new user namespace needs both mappings; mappings without one are a
 /// mistake (runc refuses both).
 fn id_maps(linux: &Linux, new_user_namespace: bool) -> Result<Option<IdMaps>> {
-    let render = |mappings: &[LinuxIdMapping]| -> String {
-        mappings
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
     let uid = linux.uid_mappings().as_deref().unwrap_or_default();
     let gid = linux.gid_mappings().as_deref().unwrap_or_default();
     match (new_user_namespace, uid.is_empty(), gid.is_empty()) {
         (true, false, false) => Ok(Some(IdMaps {
-            uid: render(uid),
-            gid: render(gid),
+            uid: uid.to_vec(),
+            gid: gid.to_vec(),
         })),
         (true, _, _) => bail!("linux.uidMappings: a new user namespace needs uid and gid mappings"),
         (false, true, true) => Ok(None),

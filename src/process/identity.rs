@@ -2,10 +2,13 @@
 //! (with PR_SET_KEEPCAPS so permitted capabilities survive leaving uid 0), then the capability
 //! sets, then no_new_privs.
 
+use std::io::Read;
 use std::str::FromStr;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use caps::{CapSet, Capability as KernelCap, CapsHashSet};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, User};
 
@@ -80,6 +83,28 @@ pub fn limit_bounding_set(plan: &CapabilityPlan) -> Result<()> {
     Ok(())
 }
 
+/// Always called, also with an empty list: the host's supplementary groups must not leak in.
+/// Except where the kernel forbids it: a user namespace set up by an unprivileged user has
+/// setgroups denied, and the user's own groups stay (unmapped, as nogroup), as with runc.
+fn set_supplementary_groups(groups: &[Gid]) -> Result<()> {
+    match setgroups(groups) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) if groups.is_empty() && setgroups_denied()? => Ok(()),
+        Err(Errno::EPERM) if setgroups_denied()? => bail!(
+            "process.user.additionalGids: setgroups is denied in this user namespace (a rootless \
+             one mapping only your own gid); leave additionalGids empty"
+        ),
+        Err(e) => bail!("process.user.additionalGids: setgroups: {}", e.desc()),
+    }
+}
+
+fn setgroups_denied() -> Result<bool> {
+    let file = super::sys::open_procfs("self/setgroups", OFlag::O_RDONLY)?;
+    let mut policy = String::new();
+    std::fs::File::from(file).read_to_string(&mut policy)?;
+    Ok(policy.trim() == "deny")
+}
+
 /// setgroups(additionalGids), setresgid, setresuid. With `keep_permitted` (capabilities are
 /// configured), PR_SET_KEEPCAPS keeps the permitted set across the switch to a non-zero uid; the
 /// caller then sets the configured sets explicitly.
@@ -90,9 +115,7 @@ pub fn switch_user(user: &User, keep_permitted: bool) -> Result<()> {
         .flatten()
         .map(|&gid| Gid::from_raw(gid))
         .collect();
-    // Always called, also with an empty list: the host's supplementary groups must not leak in.
-    setgroups(&groups)
-        .map_err(|e| anyhow!("process.user.additionalGids: setgroups: {}", e.desc()))?;
+    set_supplementary_groups(&groups)?;
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid)
         .map_err(|e| anyhow!("process.user.gid {gid}: setresgid: {}", e.desc()))?;

@@ -1,0 +1,132 @@
+//! The id mappings of a new user namespace, written by the parent between clone and Go.
+//!
+//! Root writes them as given. An unprivileged user (rootless) may write only a mapping of its
+//! own uid and gid, and for the gid only after denying setgroups, as the kernel demands; any
+//! other mapping goes through the setuid helpers newuidmap and newgidmap (Debian's `uidmap`,
+//! ranges from /etc/subuid and /etc/subgid), as with runc.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use nix::unistd::{Pid, getegid, geteuid};
+use oci_spec::runtime::LinuxIdMapping;
+
+pub struct IdMaps {
+    pub uid: Vec<LinuxIdMapping>,
+    pub gid: Vec<LinuxIdMapping>,
+}
+
+/// One of the two map files, and how a rootless parent writes it.
+struct MapFile {
+    name: &'static str,
+    field: &'static str,
+    helper: &'static str,
+}
+
+const UID_MAP: MapFile = MapFile {
+    name: "uid_map",
+    field: "linux.uidMappings",
+    helper: "newuidmap",
+};
+const GID_MAP: MapFile = MapFile {
+    name: "gid_map",
+    field: "linux.gidMappings",
+    helper: "newgidmap",
+};
+
+impl IdMaps {
+    pub fn write(&self, child: Pid) -> Result<()> {
+        let privileged = geteuid().is_root();
+        write_map(child, &UID_MAP, &self.uid, geteuid().as_raw(), privileged)?;
+        write_map(child, &GID_MAP, &self.gid, getegid().as_raw(), privileged)
+    }
+}
+
+fn write_map(
+    child: Pid,
+    map: &MapFile,
+    mappings: &[LinuxIdMapping],
+    own_id: u32,
+    privileged: bool,
+) -> Result<()> {
+    if !privileged && !maps_only(mappings, own_id) {
+        return run_helper(child, map, mappings);
+    }
+    if !privileged && map.name == GID_MAP.name {
+        write_proc_file(child, "setgroups", "deny")
+            .with_context(|| format!("{}: denying setgroups", map.field))?;
+    }
+    write_proc_file(child, map.name, &render(mappings))
+        .with_context(|| format!("{}: writing {}", map.field, map.name))
+}
+
+/// The one mapping the kernel lets an unprivileged process write: its own id, once.
+fn maps_only(mappings: &[LinuxIdMapping], own_id: u32) -> bool {
+    matches!(mappings, [m] if m.host_id() == own_id && m.size() == 1)
+}
+
+fn render(mappings: &[LinuxIdMapping]) -> String {
+    mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_proc_file(child: Pid, name: &str, contents: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{child}/{name}"), contents)
+}
+
+/// `newuidmap <pid> <inside> <outside> <count>...`: checks the ranges against /etc/subuid.
+fn run_helper(child: Pid, map: &MapFile, mappings: &[LinuxIdMapping]) -> Result<()> {
+    let ranges = mappings
+        .iter()
+        .flat_map(|m| [m.container_id(), m.host_id(), m.size()])
+        .map(|n| n.to_string());
+    let output = Command::new(map.helper)
+        .arg(child.to_string())
+        .args(ranges)
+        .output()
+        .with_context(|| {
+            format!(
+                "{}: mapping more than your own id needs {} (Debian package uidmap)",
+                map.field, map.helper
+            )
+        })?;
+    if !output.status.success() {
+        bail!(
+            "{}: {} failed ({}): {}",
+            map.field,
+            map.helper,
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(container_id: u32, host_id: u32, size: u32) -> LinuxIdMapping {
+        let json = format!(r#"{{"containerID":{container_id},"hostID":{host_id},"size":{size}}}"#);
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn only_a_single_mapping_of_ones_own_id_is_written_directly() {
+        assert!(maps_only(&[mapping(0, 1000, 1)], 1000));
+        assert!(!maps_only(&[mapping(0, 1000, 1)], 1001));
+        assert!(!maps_only(&[mapping(0, 1000, 2)], 1000));
+        assert!(!maps_only(
+            &[mapping(0, 1000, 1), mapping(1, 100000, 65536)],
+            1000
+        ));
+    }
+
+    #[test]
+    fn map_lines_are_container_host_size() {
+        let lines = render(&[mapping(0, 1000, 1), mapping(1, 100000, 65536)]);
+        assert_eq!(lines, "0 1000 1\n1 100000 65536\n");
+    }
+}
