@@ -34,7 +34,7 @@ pub struct ExecRequest {
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let target = ExecTarget::load(root, id)?;
+    let mut target = ExecTarget::load(root, id)?;
     // Exec'd processes get the container's filter, as with runc.
     let filter = (target.seccomp.as_ref())
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
@@ -46,12 +46,10 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         .transpose()?;
     let (channel, child_channel) = Channel::pair()?;
 
-    let forked = namespaces::clone_in_pid_namespace(
-        Some(target.init_pidfd.as_fd()),
-        CloneFlags::empty(),
-        None,
-    )
-    .context("starting the exec process")?;
+    target.enter_namespaces_if_unprivileged()?;
+    let pid_namespace = (target.pid_namespace).then(|| target.init_pidfd.as_fd());
+    let forked = namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), None)
+        .context("starting the exec process")?;
     let pid = match forked {
         Forked::Child => {
             drop(channel);
@@ -96,7 +94,11 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
 /// kept: a long foreground exec must not block kill or delete.
 struct ExecTarget {
     init_pidfd: OwnedFd,
+    /// Namespaces the child joins through the pidfd.
     namespaces: CloneFlags,
+    /// Whether the parent must enter the container's pid namespace around the clone: it has
+    /// one (new or joined), which berth is not in yet.
+    pid_namespace: bool,
     cgroup: Option<Box<dyn CgroupManager>>,
     seccomp: Option<LinuxSeccomp>,
     state_json: serde_json::Value,
@@ -113,10 +115,34 @@ impl ExecTarget {
         Ok(ExecTarget {
             init_pidfd: container.init_pidfd()?,
             namespaces: namespaces_to_join(&container),
+            pid_namespace: has_namespace(&container, LinuxNamespaceType::Pid),
             cgroup: container.state.cgroup_manager()?,
             seccomp: linux.and_then(|l| l.seccomp().clone()),
             state_json: container.state.to_oci_json(status),
         })
+    }
+}
+
+impl ExecTarget {
+    /// An unprivileged berth may not enter a pid namespace from its own user namespace (setns
+    /// needs CAP_SYS_ADMIN there), but it may from the container's, which it owns: it joins both
+    /// for good, the pid namespace for its one child. This process only waits for that child
+    /// afterwards, so it never needs to come back.
+    fn enter_namespaces_if_unprivileged(&mut self) -> Result<()> {
+        let user = CloneFlags::CLONE_NEWUSER;
+        if nix::unistd::geteuid().is_root() || !self.namespaces.contains(user) {
+            return Ok(());
+        }
+        let pid = if self.pid_namespace {
+            CloneFlags::CLONE_NEWPID
+        } else {
+            CloneFlags::empty()
+        };
+        setns(self.init_pidfd.as_fd(), user | pid)
+            .context("setns into the container's user and pid namespaces")?;
+        self.namespaces.remove(user);
+        self.pid_namespace = false;
+        Ok(())
     }
 }
 
@@ -143,14 +169,19 @@ fn wait_for_execve(channel: &Channel, target: &ExecTarget, pid: Pid) -> Result<(
 /// which the parent enters around the clone; the user namespace only when the
 /// container has one (joining one's own fails).
 fn namespaces_to_join(container: &Container) -> CloneFlags {
-    let linux = container.state.config.linux().as_ref();
-    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
-    namespaces
-        .into_iter()
-        .flatten()
-        .map(|ns| ns.typ())
+    namespace_kinds(container)
         .filter(|&kind| kind != LinuxNamespaceType::Pid)
         .fold(CloneFlags::empty(), |flags, kind| flags | clone_flag(kind))
+}
+
+fn has_namespace(container: &Container, kind: LinuxNamespaceType) -> bool {
+    namespace_kinds(container).any(|k| k == kind)
+}
+
+fn namespace_kinds(container: &Container) -> impl Iterator<Item = LinuxNamespaceType> + '_ {
+    let linux = container.state.config.linux().as_ref();
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().map(|ns| ns.typ())
 }
 
 fn console_pair(request: &ExecRequest) -> Result<(Option<UnixStream>, Option<UnixStream>)> {
