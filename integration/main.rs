@@ -21,6 +21,7 @@ mod lifecycle;
 mod notify;
 mod process;
 mod rootfs;
+mod rootless;
 mod seccomp;
 mod security;
 mod soak;

@@ -159,11 +159,11 @@ pub fn for_new_container(
         layout::CgroupPath::RelativeToOwn(_) => layout::own_cgroups()?,
         layout::CgroupPath::Absolute(_) => Vec::new(),
     };
-    let optional = options.rootless && cgroups_path.is_none_or(str::is_empty);
     let cgroup = Cgroup {
         handle: plan(&Layout::detect()?, &path, &own)?,
         unified_fd: None,
-        optional,
+        rootless: options.rootless,
+        optional: options.rootless && cgroups_path.is_none_or(str::is_empty),
     };
     Ok(manager(cgroup))
 }
@@ -173,6 +173,7 @@ pub fn from_handle(handle: &CgroupHandle) -> Result<Box<dyn CgroupManager>> {
     Ok(manager(Cgroup {
         handle: handle.clone(),
         unified_fd: None,
+        rootless: false,
         optional: false,
     }))
 }
@@ -281,6 +282,8 @@ struct Cgroup {
     handle: CgroupHandle,
     /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP.
     unified_fd: Option<OwnedFd>,
+    /// berth has no privilege over the host's cgroups (see `CgroupOptions`).
+    rootless: bool,
     /// Rootless without a cgroupsPath: no permission to create the cgroup means none at all
     /// (an empty `handle.dirs`), not an error.
     optional: bool,
@@ -335,20 +338,26 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies `r` where the driver's `target` says. Without a cgroup there is nowhere to put a
-    /// limit; device rules are let through as runc does rootless (such a container can only
-    /// reach device nodes bound from the host, with the user's own permissions).
+    /// Applies `r` where the driver's `target` says. Rootless, device rules are left out, as
+    /// runc does: they need privilege on the host (v1 devices.deny, attaching the v2 eBPF
+    /// program), and such a container only reaches device nodes bound from the host, with the
+    /// user's own permissions. Without a cgroup there is nowhere to put a limit.
     fn apply<'m>(
         &self,
         r: &LinuxResources,
         target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
     ) -> Result<()> {
+        let without_devices;
+        let r = if self.rootless && r.devices().is_some() {
+            without_devices = r.clone().set_devices(None).clone();
+            &without_devices
+        } else {
+            r
+        };
         if !self.handle.dirs.is_empty() {
             return apply_resources(r, target);
         }
-        let mut limits = r.clone();
-        limits.set_devices(None);
-        if limits != LinuxResources::default() {
+        if *r != LinuxResources::default() {
             bail!(
                 "linux.resources: the container has no cgroup to set limits in (berth is \
                  rootless and was given no cgroupsPath delegated to it)"
