@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use oci_spec::runtime::{
     LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
+    Spec,
 };
 
-use crate::common::{COMMAND_TIMEOUT, Container, set_args};
+use crate::common::{COMMAND_TIMEOUT, Container, remove_namespace, set_args};
 
 const HOST_BASE: u32 = 200_000;
 
@@ -141,22 +142,29 @@ fn mappings_without_a_user_namespace_are_an_error() {
 /// pod's containers do, and gets new pid, network, ipc, uts and mount
 /// namespaces (the default config's) with hostname "joined".
 fn container_joining_user_namespace_of(owner: &Container, args: &[&str]) -> Container {
-    let path = format!("/proc/{}/ns/user", owner.state_json()["pid"]);
     let mut c = Container::with_args(args);
     c.configure(|spec| {
-        let linux = spec.linux_mut().as_mut().unwrap();
-        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        namespaces.push(
-            LinuxNamespaceBuilder::default()
-                .typ(LinuxNamespaceType::User)
-                .path(path)
-                .build()
-                .unwrap(),
-        );
-        linux.set_namespaces(Some(namespaces));
+        join_namespace_of(owner, spec, LinuxNamespaceType::User, "user");
         spec.set_hostname(Some("joined".into()));
     });
     c
+}
+
+/// Puts `owner`'s init's namespace of `kind` (`name` in /proc/PID/ns) in the
+/// config by path, in place of a new one.
+fn join_namespace_of(owner: &Container, spec: &mut Spec, kind: LinuxNamespaceType, name: &str) {
+    remove_namespace(spec, kind);
+    let path = format!("/proc/{}/ns/{name}", owner.state_json()["pid"]);
+    let linux = spec.linux_mut().as_mut().unwrap();
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.push(
+        LinuxNamespaceBuilder::default()
+            .typ(kind)
+            .path(path)
+            .build()
+            .unwrap(),
+    );
+    linux.set_namespaces(Some(namespaces));
 }
 
 fn user_namespace_of(c: &Container) -> String {
@@ -217,6 +225,19 @@ fn exec_joins_a_container_that_joined_a_user_namespace() {
         [user_namespace_of(&owner).as_str(), "0", "joined", "sleep"],
         "{out}"
     );
+}
+
+// runc deviates: 1.1.5 refuses a joined user namespace without uidMappings.
+#[test]
+fn a_container_joins_user_and_pid_namespaces_and_owns_its_new_ones() {
+    let mut owner = userns_container(&[]);
+    owner.start_sleeper();
+    let mut c = container_joining_user_namespace_of(&owner, &[]);
+    c.configure(|spec| join_namespace_of(&owner, spec, LinuxNamespaceType::Pid, "pid"));
+    // Mounting /proc needs privilege over the joined pid namespace too.
+    let out = c.sh("hostname; cat /proc/1/comm");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["joined", "sleep"], "{out}");
 }
 
 /// The config may repeat the joined namespace's own mappings (containerd and
