@@ -14,7 +14,7 @@ use oci_spec::runtime::{HookBuilder, HooksBuilder};
 use crate::common::{COMMAND_TIMEOUT, Container, set_args};
 
 /// Starts `create`, SIGKILLs it after `delay`, then force-deletes and checks for leftovers.
-fn kill_create_after(c: &Container, delay: Duration) {
+pub fn kill_create_after(c: &Container, delay: Duration) {
     let bundle = c.bundle.to_str().unwrap();
     let mut create = c.spawn(&["create", "--bundle", bundle, &c.id]);
     std::thread::sleep(delay);

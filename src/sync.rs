@@ -16,7 +16,19 @@
 //!   pid file, state "created", exit
 //! ```
 //! Either side may send `Failed` instead of its next message; a closed socket
-//! means the peer died. `exec` uses the same channel: Go, then the child's
+//! means the peer died.
+//!
+//! A container that joins a user namespace by path yet gets new namespaces is
+//! cloned through an intermediate process (`crate::namespaces::intermediate`),
+//! which reports on a channel of its own before the exchange above begins:
+//!
+//! ```text
+//!   parent                   intermediate                 container init
+//!   clone3 ───────────────▶  setns(user)
+//!                            clone3(CLONE_PARENT) ──────▶ waits for Go
+//!          ◀──────────────── InitCloned + the init's pidfd
+//!   reaps it                 exits
+//! ``` `exec` uses the same channel: Go, then the child's
 //! end closes on execve (it is close-on-exec) or carries `Failed`.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -41,6 +53,8 @@ pub enum Message {
     SeccompNotify,
     SeccompNotifyDone,
     Ready,
+    /// From the intermediate process: carries the init's pidfd (SCM_RIGHTS).
+    InitCloned,
     Failed(String),
 }
 

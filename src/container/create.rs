@@ -17,7 +17,7 @@ use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, wri
 use crate::cgroups::{self, CgroupManager, CgroupOptions};
 use crate::hooks;
 use crate::init::{self, InitArgs};
-use crate::namespaces::{self, NamespacePlan};
+use crate::namespaces::NamespacePlan;
 use crate::process;
 use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
@@ -122,12 +122,9 @@ pub fn create(
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
-    let forked = namespaces::clone_in_pid_namespace(
-        namespaces.joined_pid(),
-        namespaces.clone_flags,
-        cgroup.clone_into_fd(),
-    )
-    .context("starting the container init")?;
+    let forked = namespaces
+        .clone_init(cgroup.clone_into_fd())
+        .context("starting the container init")?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {
             drop(channel);

@@ -40,6 +40,34 @@ impl IdMaps {
         write_map(child, &UID_MAP, &self.uid, geteuid().as_raw(), privileged)?;
         write_map(child, &GID_MAP, &self.gid, getegid().as_raw(), privileged)
     }
+
+    /// Mappings cannot be applied to a joined user namespace, which has its own. containerd
+    /// and CRI-O repeat them in the config (runc 1.1 required them), so they are accepted when
+    /// they are the namespace's, and refused otherwise, as runc 1.2 does. Run in the child once
+    /// in the namespace, where /proc/self/*_map shows exactly those mappings.
+    pub fn check_joined(&self) -> Result<()> {
+        let files = [
+            ("uid_map", &self.uid, UID_MAP.field),
+            ("gid_map", &self.gid, GID_MAP.field),
+        ];
+        for (file, configured, field) in files {
+            let path = format!("/proc/self/{file}");
+            let actual = std::fs::read_to_string(&path)
+                .with_context(|| format!("{field}: reading {path}"))?;
+            // The kernel pads the columns: the same numbers in the same order match.
+            if !actual
+                .split_whitespace()
+                .eq(render(configured).split_whitespace())
+            {
+                let actual: Vec<&str> = actual.split_whitespace().collect();
+                bail!(
+                    "{field}: not the mappings of the joined user namespace ({})",
+                    actual.join(" ")
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 fn write_map(

@@ -1,6 +1,14 @@
 //! Which namespaces the container gets: created fresh by clone3, or joined by
 //! path with setns. Validated and opened once in the parent, so the child only
 //! acts on fds that were checked (a path swapped later changes nothing).
+//!
+//! A namespace belongs to the user namespace its creator was in, and only
+//! privilege there lets the container set it up. So when a user namespace is
+//! joined by path while others are new, the new ones must be made from inside
+//! the joined one: an intermediate process enters it and clones the init (see
+//! `intermediate`). Otherwise the init is cloned directly by the runtime.
+
+mod intermediate;
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -32,10 +40,24 @@ pub struct NamespacePlan {
     /// process lives in it; the init enters it at execve.
     pub new_time: bool,
     pub joined: Vec<Joined>,
-    /// uid_map and gid_map contents for a new user namespace.
+    /// A user namespace joined by path while clone3 creates other namespaces:
+    /// entered before that clone, by the intermediate process, so that it owns
+    /// them. Such a user namespace is not in `joined`.
+    user_joined_before_clone: Option<Joined>,
+    /// uid_map and gid_map contents: written for a new user namespace; for a
+    /// joined one (which has its own), what they must be.
     id_maps: Option<IdMaps>,
     /// Lines for /proc/self/timens_offsets: "<clock> <secs> <nanos>".
     time_offsets: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum UserNamespace {
+    /// No user namespace in the config: the runtime's.
+    Runtime,
+    New,
+    /// Given by path.
+    Joined,
 }
 
 pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
@@ -73,6 +95,7 @@ impl NamespacePlan {
             new_cgroup: false,
             new_time: false,
             joined: Vec::new(),
+            user_joined_before_clone: None,
             id_maps: None,
             time_offsets: Vec::new(),
         };
@@ -90,8 +113,8 @@ impl NamespacePlan {
         if !plan.has(LinuxNamespaceType::Mount) {
             bail!("linux.namespaces: a mount namespace is required to set up the rootfs");
         }
-        plan.check_joined_user_namespace()?;
-        plan.id_maps = id_maps(linux, plan.clone_flags.contains(CloneFlags::CLONE_NEWUSER))?;
+        plan.user_joined_before_clone = plan.take_user_to_join_before_clone();
+        plan.id_maps = id_maps(linux, plan.user_namespace())?;
         plan.time_offsets = time_offsets(linux)?;
         if !plan.new_time && !plan.time_offsets.is_empty() {
             bail!("linux.timeOffsets: requires a new time namespace");
@@ -99,24 +122,15 @@ impl NamespacePlan {
         Ok(plan)
     }
 
-    /// New namespaces come from clone3 in the parent, so they belong to the
-    /// host's user namespace; a child that then joins another user namespace
-    /// would have no privilege over them (its mounts would fail). Until the
-    /// child creates them itself after joining, refuse the combination.
-    fn check_joined_user_namespace(&self) -> Result<()> {
-        let joins_user = self
-            .joined
-            .iter()
-            .any(|j| j.kind == LinuxNamespaceType::User);
-        let creates_any = !self.clone_flags.is_empty() || self.new_cgroup || self.new_time;
-        if joins_user && creates_any {
-            bail!(
-                "linux.namespaces: joining a user namespace by path together with new \
-                 namespaces is not supported yet (join every namespace by path, or create a \
-                 new user namespace)"
-            );
+    /// The joined user namespace, out of `joined`, when clone3 creates other
+    /// namespaces. New cgroup and time namespaces do not count: the init
+    /// unshares them itself, after joining.
+    fn take_user_to_join_before_clone(&mut self) -> Option<Joined> {
+        if self.clone_flags.is_empty() {
+            return None;
         }
-        Ok(())
+        let index = (self.joined.iter()).position(|j| j.kind == LinuxNamespaceType::User)?;
+        Some(self.joined.remove(index))
     }
 
     /// True when the container gets this namespace, new or joined.
@@ -124,21 +138,48 @@ impl NamespacePlan {
         self.clone_flags.contains(clone_flag(kind))
             || (kind == LinuxNamespaceType::Cgroup && self.new_cgroup)
             || (kind == LinuxNamespaceType::Time && self.new_time)
+            || (kind == LinuxNamespaceType::User && self.user_joined_before_clone.is_some())
             || self.joined.iter().any(|j| j.kind == kind)
     }
 
-    /// In the parent, between clone and Go: the new user namespace's id
+    fn user_namespace(&self) -> UserNamespace {
+        if self.clone_flags.contains(CloneFlags::CLONE_NEWUSER) {
+            UserNamespace::New
+        } else if self.has(LinuxNamespaceType::User) {
+            UserNamespace::Joined
+        } else {
+            UserNamespace::Runtime
+        }
+    }
+
+    /// Forks the container's init: `Forked::Child` in the init, the init's pid
+    /// and pidfd in the runtime. The init is in the new namespaces, the joined
+    /// pid namespace and `cgroup`; the other joined namespaces are entered by
+    /// `enter_in_child`.
+    pub fn clone_init(&self, cgroup: Option<BorrowedFd>) -> Result<Forked> {
+        match &self.user_joined_before_clone {
+            None => clone_in_pid_namespace(self.joined_pid(), self.clone_flags, cgroup),
+            Some(user) => intermediate::clone_init_inside(
+                user.fd.as_fd(),
+                self.joined_pid(),
+                self.clone_flags,
+                cgroup,
+            ),
+        }
+    }
+
+    /// In the parent, between clone and Go: a new user namespace's id
     /// mappings (the child cannot write its own beyond its single uid).
     pub fn write_id_maps(&self, child: nix::unistd::Pid) -> Result<()> {
-        match &self.id_maps {
-            Some(maps) => maps.write(child),
-            None => Ok(()),
-        }
+        let (UserNamespace::New, Some(maps)) = (self.user_namespace(), &self.id_maps) else {
+            return Ok(());
+        };
+        maps.write(child)
     }
 
     /// The pid namespace to join, which the parent enters around the clone
     /// (see `clone_in_pid_namespace`).
-    pub fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
+    fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
         let joined = self
             .joined
             .iter()
@@ -147,19 +188,20 @@ impl NamespacePlan {
     }
 
     /// In the child: joins the namespaces given by path (user first, so the
-    /// others are entered with its credentials; pid was handled by the parent),
-    /// then unshares cgroup and time namespaces.
+    /// others are entered with its credentials; pid was handled by the parent,
+    /// and user by the intermediate process when it had to come before the
+    /// clone), then unshares cgroup and time namespaces.
     pub fn enter_in_child(&self) -> Result<()> {
-        let mut ordered: Vec<&Joined> = self
-            .joined
-            .iter()
+        let (user, others): (Vec<&Joined>, Vec<&Joined>) = (self.joined.iter())
             .filter(|j| j.kind != LinuxNamespaceType::Pid)
-            .collect();
-        ordered.sort_by_key(|j| j.kind != LinuxNamespaceType::User);
-        for joined in ordered {
-            setns(joined.fd.as_fd(), clone_flag(joined.kind))
-                .with_context(|| format!("setns into the {} namespace", name(joined.kind)))?;
+            .partition(|j| j.kind == LinuxNamespaceType::User);
+        user.into_iter().try_for_each(join)?;
+        if let (UserNamespace::Joined, Some(maps)) = (self.user_namespace(), &self.id_maps) {
+            // Now, while /proc is still the runtime's: a joined mount
+            // namespace may have another.
+            maps.check_joined()?;
         }
+        others.into_iter().try_for_each(join)?;
         if self.has(LinuxNamespaceType::User) {
             become_namespace_root()?;
         }
@@ -172,6 +214,11 @@ impl NamespacePlan {
         }
         Ok(())
     }
+}
+
+fn join(joined: &Joined) -> Result<()> {
+    setns(joined.fd.as_fd(), clone_flag(joined.kind))
+        .with_context(|| format!("setns into the {} namespace", name(joined.kind)))
 }
 
 /// clone3 with the child placed in `pid_namespace` (a namespace fd or a
@@ -240,20 +287,32 @@ fn become_namespace_root() -> Result<()> {
 }
 
 /// A new user namespace needs both mappings; mappings without one are a
-/// mistake (runc refuses both).
-fn id_maps(linux: &Linux, new_user_namespace: bool) -> Result<Option<IdMaps>> {
+/// mistake (runc refuses both). A joined user namespace has its own: the
+/// config may repeat them in full or not give any (see `IdMaps::check_joined`).
+fn id_maps(linux: &Linux, user_namespace: UserNamespace) -> Result<Option<IdMaps>> {
     let uid = linux.uid_mappings().as_deref().unwrap_or_default();
     let gid = linux.gid_mappings().as_deref().unwrap_or_default();
-    match (new_user_namespace, uid.is_empty(), gid.is_empty()) {
-        (true, false, false) => Ok(Some(IdMaps {
+    let (given, none) = (
+        !uid.is_empty() && !gid.is_empty(),
+        uid.is_empty() && gid.is_empty(),
+    );
+    match user_namespace {
+        UserNamespace::Runtime if none => Ok(None),
+        UserNamespace::Runtime => {
+            bail!("linux.uidMappings: mappings need a user namespace in linux.namespaces")
+        }
+        UserNamespace::Joined if none => Ok(None),
+        _ if given => Ok(Some(IdMaps {
             uid: uid.to_vec(),
             gid: gid.to_vec(),
         })),
-        (true, _, _) => bail!("linux.uidMappings: a new user namespace needs uid and gid mappings"),
-        (false, true, true) => Ok(None),
-        (false, _, _) => {
-            bail!("linux.uidMappings: mappings need a new user namespace in linux.namespaces")
+        UserNamespace::New => {
+            bail!("linux.uidMappings: a new user namespace needs uid and gid mappings")
         }
+        UserNamespace::Joined => bail!(
+            "linux.uidMappings: give both the uid and gid mappings of the joined user \
+             namespace, or neither"
+        ),
     }
 }
 
@@ -336,14 +395,60 @@ mod tests {
         assert!(err.to_string().starts_with("linux.uidMappings"), "{err}");
     }
 
+    fn joined_user_before_clone(plan: &NamespacePlan) -> bool {
+        plan.user_joined_before_clone.is_some()
+    }
+
     #[test]
-    fn joining_a_user_namespace_with_new_namespaces_is_refused() {
-        let err = plan(r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#);
-        assert!(
-            err.err()
-                .unwrap()
-                .to_string()
-                .contains("joining a user namespace")
-        );
+    fn a_joined_user_namespace_is_entered_before_the_clone_of_new_namespaces() {
+        let plan = plan(r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#);
+        let plan = plan.unwrap();
+        assert!(joined_user_before_clone(&plan));
+        assert!(plan.joined.is_empty(), "the init must not join it again");
+        assert!(plan.has(LinuxNamespaceType::User));
+        assert_eq!(plan.user_namespace(), UserNamespace::Joined);
+    }
+
+    #[test]
+    fn a_joined_user_namespace_without_new_clone_namespaces_is_joined_by_the_init() {
+        // Cgroup and time namespaces are unshared by the init after joining.
+        let plan = plan(
+            r#"[{"type":"mount","path":"/proc/self/ns/mnt"},{"type":"cgroup"},
+                {"type":"user","path":"/proc/self/ns/user"}]"#,
+        )
+        .unwrap();
+        assert!(!joined_user_before_clone(&plan));
+        assert_eq!(plan.joined.len(), 2);
+        assert_eq!(plan.user_namespace(), UserNamespace::Joined);
+    }
+
+    #[test]
+    fn without_a_joined_user_namespace_nothing_is_entered_before_the_clone() {
+        let plan = plan(r#"[{"type":"mount"},{"type":"uts","path":"/proc/self/ns/uts"}]"#);
+        let plan = plan.unwrap();
+        assert!(!joined_user_before_clone(&plan));
+        assert_eq!(plan.user_namespace(), UserNamespace::Runtime);
+    }
+
+    fn plan_with_mappings(namespaces: &str, uid: &str, gid: &str) -> Result<NamespacePlan> {
+        let linux =
+            format!(r#"{{"namespaces":{namespaces},"uidMappings":{uid},"gidMappings":{gid}}}"#);
+        NamespacePlan::from_spec(&serde_json::from_str(&linux).unwrap())
+    }
+
+    #[test]
+    fn a_joined_user_namespace_takes_both_mappings_or_none_and_writes_none() {
+        let joined = r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#;
+        let mapping = r#"[{"containerID":0,"hostID":0,"size":1}]"#;
+        let plan = plan_with_mappings(joined, mapping, mapping).unwrap();
+        assert_eq!(plan.id_maps.as_ref().unwrap().uid.len(), 1);
+        // Not written: writing would fail, no process has this pid.
+        plan.write_id_maps(nix::unistd::Pid::from_raw(i32::MAX))
+            .unwrap();
+        let err = plan_with_mappings(joined, mapping, "[]").err().unwrap();
+        assert!(err.to_string().contains("or neither"), "{err}");
+        let err = plan_with_mappings(r#"[{"type":"mount"}]"#, mapping, mapping);
+        let err = err.err().unwrap();
+        assert!(err.to_string().contains("need a user namespace"), "{err}");
     }
 }

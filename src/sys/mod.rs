@@ -38,14 +38,23 @@ pub enum Forked {
 /// optionally straight into a cgroup v2 directory (CLONE_INTO_CGROUP), so the
 /// child never runs a single instruction outside its cgroup.
 ///
+/// With CLONE_PARENT in `flags` the child becomes the caller's sibling: clone3
+/// then demands exit_signal 0, and the kernel gives the child the caller's own
+/// exit signal instead.
+///
 /// The caller must be single-threaded: the child continues on a copy of the
 /// caller's stack and heap, which is only consistent without other threads.
-pub fn clone3(namespace_flags: libc::c_int, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
+pub fn clone3(flags: libc::c_int, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
     let mut pidfd: RawFd = -1;
-    let mut flags = namespace_flags as u64 | libc::CLONE_PIDFD as u64;
+    let exit_signal = if flags & libc::CLONE_PARENT == 0 {
+        libc::SIGCHLD as u64
+    } else {
+        0
+    };
+    let mut flags = flags as u64 | libc::CLONE_PIDFD as u64;
     let mut args = CloneArgs {
         pidfd: &mut pidfd as *mut RawFd as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        exit_signal,
         ..Default::default()
     };
     if let Some(cgroup) = cgroup {
@@ -84,6 +93,25 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The pid, as this process's /proc numbers it, of the process behind a pidfd
+/// (from the pidfd's fdinfo): a pidfd received from a process in another pid
+/// namespace comes without a pid that means anything here.
+pub fn pid_of_pidfd(pidfd: BorrowedFd) -> io::Result<Pid> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    let pid = info
+        .lines()
+        .find_map(|line| line.strip_prefix("Pid:"))
+        .and_then(|value| value.trim().parse::<i32>().ok())
+        // 0: outside our pid namespace; -1: already reaped.
+        .filter(|&pid| pid > 0);
+    pid.map(Pid::from_raw).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the pidfd names no live process of ours",
+        )
+    })
 }
 
 /// Waits until the process behind `pidfd` has exited (it need not be our
