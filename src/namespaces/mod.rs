@@ -2,6 +2,8 @@
 //! path with setns. Validated and opened once in the parent, so the child only
 //! acts on fds that were checked (a path swapped later changes nothing).
 
+mod mapped_userns;
+
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -11,6 +13,8 @@ use nix::sched::{CloneFlags, setns, unshare};
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespace, LinuxNamespaceType};
 
 use crate::sys::{self, Forked};
+
+pub use mapped_userns::user_namespace_with;
 
 /// A namespace the container joins, with the fd opened and type-checked.
 pub struct Joined {
@@ -34,9 +38,35 @@ pub struct NamespacePlan {
     time_offsets: Vec<String>,
 }
 
-struct IdMaps {
+/// uid_map and gid_map contents, rendered from runtime-spec mappings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdMaps {
     uid: String,
     gid: String,
+}
+
+impl IdMaps {
+    pub fn new(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> IdMaps {
+        let render = |mappings: &[LinuxIdMapping]| -> String {
+            mappings
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect()
+        };
+        IdMaps {
+            uid: render(uid),
+            gid: render(gid),
+        }
+    }
+
+    /// Writes the maps of `child`'s new user namespace (from the parent: the child cannot map
+    /// more than its own id). `owner` is the config.json object the mappings come from.
+    pub fn write(&self, child: nix::unistd::Pid, owner: &str) -> Result<()> {
+        std::fs::write(format!("/proc/{child}/uid_map"), &self.uid)
+            .with_context(|| format!("{owner}.uidMappings: writing uid_map"))?;
+        std::fs::write(format!("/proc/{child}/gid_map"), &self.gid)
+            .with_context(|| format!("{owner}.gidMappings: writing gid_map"))
+    }
 }
 
 pub fn clone_flag(kind: LinuxNamespaceType) -> CloneFlags {
@@ -131,22 +161,21 @@ impl NamespacePlan {
     /// In the parent, between clone and Go: the new user namespace's id
     /// mappings (the child cannot write its own beyond its single uid).
     pub fn write_id_maps(&self, child: nix::unistd::Pid) -> Result<()> {
-        let Some(maps) = &self.id_maps else {
-            return Ok(());
-        };
-        std::fs::write(format!("/proc/{child}/uid_map"), &maps.uid)
-            .context("linux.uidMappings: writing uid_map")?;
-        std::fs::write(format!("/proc/{child}/gid_map"), &maps.gid)
-            .context("linux.gidMappings: writing gid_map")
+        match &self.id_maps {
+            Some(maps) => maps.write(child, "linux"),
+            None => Ok(()),
+        }
     }
 
     /// The pid namespace to join, which the parent enters around the clone
     /// (see `clone_in_pid_namespace`).
     pub fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
-        let joined = self
-            .joined
-            .iter()
-            .find(|j| j.kind == LinuxNamespaceType::Pid);
+        self.joined_fd(LinuxNamespaceType::Pid)
+    }
+
+    /// The namespace of this type given by path, if any.
+    pub fn joined_fd(&self, kind: LinuxNamespaceType) -> Option<BorrowedFd<'_>> {
+        let joined = self.joined.iter().find(|j| j.kind == kind);
         joined.map(|j| j.fd.as_fd())
     }
 
@@ -246,19 +275,10 @@ fn become_namespace_root() -> Result<()> {
 /// A new user namespace needs both mappings; mappings without one are a
 /// mistake (runc refuses both).
 fn id_maps(linux: &Linux, new_user_namespace: bool) -> Result<Option<IdMaps>> {
-    let render = |mappings: &[LinuxIdMapping]| -> String {
-        mappings
-            .iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect()
-    };
     let uid = linux.uid_mappings().as_deref().unwrap_or_default();
     let gid = linux.gid_mappings().as_deref().unwrap_or_default();
     match (new_user_namespace, uid.is_empty(), gid.is_empty()) {
-        (true, false, false) => Ok(Some(IdMaps {
-            uid: render(uid),
-            gid: render(gid),
-        })),
+        (true, false, false) => Ok(Some(IdMaps::new(uid, gid))),
         (true, _, _) => bail!("linux.uidMappings: a new user namespace needs uid and gid mappings"),
         (false, true, true) => Ok(None),
         (false, _, _) => {
