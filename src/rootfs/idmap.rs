@@ -14,7 +14,8 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use nix::errno::Errno;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 
 use super::mount::clone_bind_source;
@@ -92,17 +93,21 @@ impl IdmapRequest {
         field: &str,
     ) -> Result<OwnedFd> {
         let clone = clone_bind_source(&bundle_dir.join(&self.source), self.rbind)?;
-        let own_namespace = match &self.maps {
-            Some(maps) => Some(user_namespace_with(maps, field)?),
-            None => None,
-        };
+        let own_namespace = (self.maps.as_ref())
+            .map(|maps| user_namespace_with(maps, field))
+            .transpose()?;
         let userns = match &own_namespace {
             Some(namespace) => namespace.as_fd(),
             None => joined_user_namespace.context("the joined user namespace is not open")?,
         };
-        sys::mount_setattr_idmap(clone.as_fd(), self.scope == IdmapScope::Tree, userns).context(
-            "mount_setattr(MOUNT_ATTR_IDMAP) (does the filesystem support idmapped mounts?)",
-        )?;
+        let recursive = self.scope == IdmapScope::Tree;
+        sys::mount_setattr_idmap(clone.as_fd(), recursive, userns).map_err(|errno| {
+            let hint = match errno {
+                Errno::EINVAL => " (does the filesystem support idmapped mounts?)",
+                _ => "",
+            };
+            anyhow!("mount_setattr(MOUNT_ATTR_IDMAP): {}{hint}", errno.desc())
+        })?;
         Ok(clone)
     }
 }

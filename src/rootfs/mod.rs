@@ -8,6 +8,9 @@
 //! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
 //! image nor a swap during setup can make berth mount or write outside the container.
 //!
+//! The one part that runs in the runtime instead, before the init is cloned, is [`idmap`]: an
+//! idmapped mount needs privilege over the host's user namespace.
+//!
 //! `linux.mountLabel` is not applied: berth has no SELinux support yet (issue 4) and this host
 //! runs without SELinux, so the label would have nothing to act on.
 
