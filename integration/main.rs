@@ -17,6 +17,7 @@ mod errors;
 mod exec;
 mod faults;
 mod hooks;
+mod idmap;
 mod lifecycle;
 mod notify;
 mod process;

@@ -314,17 +314,6 @@ fn host_wide_sysctl_is_refused() {
     assert!(out.stderr.contains("kernel.panic"), "{out}");
 }
 
-// runc deviates: 1.1.5 ignores the unknown option.
-#[test]
-fn idmapped_mounts_are_not_supported_yet() {
-    let mut c = Container::new();
-    let out = run_script(&mut c, "true", |config| {
-        add_mounts(config, json!([{"destination": "/mnt/x", "type": "bind", "source": "/tmp", "options": ["bind", "idmap"]}]));
-    })
-    .failure();
-    assert!(out.stderr.contains("not supported yet"), "{out}");
-}
-
 // runc deviates: 1.1.5 checks the unresolved destination, so /proc/self/... slips through.
 #[test]
 fn mounts_inside_proc_are_refused_except_lxcfs_style_files() {

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
 
 use super::notify;
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
@@ -19,6 +19,7 @@ use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::NamespacePlan;
 use crate::process;
+use crate::rootfs;
 use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
 use crate::sync::{Channel, Message};
@@ -79,6 +80,11 @@ pub fn create(
 ) -> Result<Created> {
     let mut bundle = spec::load(&options.bundle)?;
     let namespaces = NamespacePlan::from_spec(bundle.linux())?;
+    let idmapped_mounts = rootfs::make_idmapped_mounts(
+        &bundle.spec,
+        &bundle.dir,
+        namespaces.joined_fd(LinuxNamespaceType::User),
+    )?;
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
     let cgroups_path = bundle
@@ -140,13 +146,20 @@ pub fn create(
                 preserved_fds,
                 hook_state,
                 extra_mounts,
+                idmapped_mounts,
                 exec_plan: None,
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((child_channel, start_listener, console_for_init));
+    // The init has its own copies of these fds now.
+    drop((
+        child_channel,
+        start_listener,
+        console_for_init,
+        idmapped_mounts,
+    ));
     rollback.init = Some((init, init_pidfd));
     process::set_initial_cpu_affinity(init, bundle.process())?;
 

@@ -17,7 +17,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount};
 use crate::hooks;
 use crate::namespaces::NamespacePlan;
 use crate::process::{self, ExecPlan};
-use crate::rootfs::{self, RootfsOptions};
+use crate::rootfs::{self, IdmappedMounts, RootfsOptions};
 use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
 use crate::sync::{Channel, Message};
@@ -40,6 +40,9 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// Mounts the runtime adds after the config's (the notify socket).
     pub extra_mounts: Vec<Mount>,
+    /// Idmapped mounts the runtime made (inherited close-on-exec fds), attached by the rootfs
+    /// setup.
+    pub idmapped_mounts: IdmappedMounts,
     /// Filled in by setup: the program to exec once started.
     pub exec_plan: Option<ExecPlan>,
     pub seccomp: PendingFilter,
@@ -90,8 +93,9 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
         extra_mounts: args.extra_mounts.clone(),
+        idmapped: std::mem::take(&mut args.idmapped_mounts),
     };
-    let prepared = rootfs::prepare(spec, &options)?;
+    let prepared = rootfs::prepare(spec, options)?;
     args.channel.send(&Message::RunHooks)?;
     args.channel.expect(Message::HooksDone, "the runtime")?;
     run_hooks(args, "createContainer", "creating")?;

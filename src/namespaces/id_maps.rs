@@ -11,34 +11,61 @@ use anyhow::{Context, Result, bail};
 use nix::unistd::{Pid, getegid, geteuid};
 use oci_spec::runtime::LinuxIdMapping;
 
+/// uid and gid mappings of a user namespace: the container's (`linux.uidMappings`…) or an
+/// idmapped mount's (`mounts[i].uidMappings`…).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdMaps {
-    pub uid: Vec<LinuxIdMapping>,
-    pub gid: Vec<LinuxIdMapping>,
+    uid: Vec<LinuxIdMapping>,
+    gid: Vec<LinuxIdMapping>,
 }
 
 /// One of the two map files, and how a rootless parent writes it.
 struct MapFile {
     name: &'static str,
+    /// The config.json field the mappings come from, below their owner.
     field: &'static str,
     helper: &'static str,
 }
 
 const UID_MAP: MapFile = MapFile {
     name: "uid_map",
-    field: "linux.uidMappings",
+    field: "uidMappings",
     helper: "newuidmap",
 };
 const GID_MAP: MapFile = MapFile {
     name: "gid_map",
-    field: "linux.gidMappings",
+    field: "gidMappings",
     helper: "newgidmap",
 };
 
 impl IdMaps {
-    pub fn write(&self, child: Pid) -> Result<()> {
+    pub fn new(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> IdMaps {
+        IdMaps {
+            uid: uid.to_vec(),
+            gid: gid.to_vec(),
+        }
+    }
+
+    /// Writes the maps of `child`'s new user namespace. `owner` is the config.json object the
+    /// mappings come from (`linux`, `mounts[3]`), for errors.
+    pub fn write(&self, child: Pid, owner: &str) -> Result<()> {
         let privileged = geteuid().is_root();
-        write_map(child, &UID_MAP, &self.uid, geteuid().as_raw(), privileged)?;
-        write_map(child, &GID_MAP, &self.gid, getegid().as_raw(), privileged)
+        write_map(
+            child,
+            owner,
+            &UID_MAP,
+            &self.uid,
+            geteuid().as_raw(),
+            privileged,
+        )?;
+        write_map(
+            child,
+            owner,
+            &GID_MAP,
+            &self.gid,
+            getegid().as_raw(),
+            privileged,
+        )
     }
 
     /// Mappings cannot be applied to a joined user namespace, which has its own. containerd
@@ -51,6 +78,7 @@ impl IdMaps {
             ("gid_map", &self.gid, GID_MAP.field),
         ];
         for (file, configured, field) in files {
+            let field = format!("linux.{field}");
             let path = format!("/proc/self/{file}");
             let actual = std::fs::read_to_string(&path)
                 .with_context(|| format!("{field}: reading {path}"))?;
@@ -72,20 +100,22 @@ impl IdMaps {
 
 fn write_map(
     child: Pid,
+    owner: &str,
     map: &MapFile,
     mappings: &[LinuxIdMapping],
     own_id: u32,
     privileged: bool,
 ) -> Result<()> {
+    let field = format!("{owner}.{}", map.field);
     if !privileged && !maps_only(mappings, own_id) {
-        return run_helper(child, map, mappings);
+        return run_helper(child, &field, map.helper, mappings);
     }
     if !privileged && map.name == GID_MAP.name {
         write_proc_file(child, "setgroups", "deny")
-            .with_context(|| format!("{}: denying setgroups", map.field))?;
+            .with_context(|| format!("{field}: denying setgroups"))?;
     }
     write_proc_file(child, map.name, &render(mappings))
-        .with_context(|| format!("{}: writing {}", map.field, map.name))
+        .with_context(|| format!("{field}: writing {}", map.name))
 }
 
 /// The one mapping the kernel lets an unprivileged process write: its own id, once.
@@ -105,26 +135,21 @@ fn write_proc_file(child: Pid, name: &str, contents: &str) -> std::io::Result<()
 }
 
 /// `newuidmap <pid> <inside> <outside> <count>...`: checks the ranges against /etc/subuid.
-fn run_helper(child: Pid, map: &MapFile, mappings: &[LinuxIdMapping]) -> Result<()> {
+fn run_helper(child: Pid, field: &str, helper: &str, mappings: &[LinuxIdMapping]) -> Result<()> {
     let ranges = mappings
         .iter()
         .flat_map(|m| [m.container_id(), m.host_id(), m.size()])
         .map(|n| n.to_string());
-    let output = Command::new(map.helper)
+    let output = Command::new(helper)
         .arg(child.to_string())
         .args(ranges)
         .output()
         .with_context(|| {
-            format!(
-                "{}: mapping more than your own id needs {} (Debian package uidmap)",
-                map.field, map.helper
-            )
+            format!("{field}: mapping more than your own id needs {helper} (Debian package uidmap)")
         })?;
     if !output.status.success() {
         bail!(
-            "{}: {} failed ({}): {}",
-            map.field,
-            map.helper,
+            "{field}: {helper} failed ({}): {}",
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );

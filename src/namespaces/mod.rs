@@ -8,7 +8,9 @@
 //! the joined one: an intermediate process enters it and clones the init (see
 //! `intermediate`). Otherwise the init is cloned directly by the runtime.
 
+mod id_maps;
 mod intermediate;
+mod mapped_userns;
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,9 +22,8 @@ use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType};
 
 use crate::sys::{self, Forked};
 
-mod id_maps;
-
-use id_maps::IdMaps;
+pub use id_maps::IdMaps;
+pub use mapped_userns::user_namespace_with;
 
 /// A namespace the container joins, with the fd opened and type-checked.
 pub struct Joined {
@@ -174,16 +175,18 @@ impl NamespacePlan {
         let (UserNamespace::New, Some(maps)) = (self.user_namespace(), &self.id_maps) else {
             return Ok(());
         };
-        maps.write(child)
+        maps.write(child, "linux")
     }
 
     /// The pid namespace to join, which the parent enters around the clone
     /// (see `clone_in_pid_namespace`).
     fn joined_pid(&self) -> Option<BorrowedFd<'_>> {
-        let joined = self
-            .joined
-            .iter()
-            .find(|j| j.kind == LinuxNamespaceType::Pid);
+        self.joined_fd(LinuxNamespaceType::Pid)
+    }
+
+    /// The namespace of this type given by path, if any.
+    pub fn joined_fd(&self, kind: LinuxNamespaceType) -> Option<BorrowedFd<'_>> {
+        let joined = self.joined.iter().find(|j| j.kind == kind);
         joined.map(|j| j.fd.as_fd())
     }
 
@@ -302,10 +305,7 @@ fn id_maps(linux: &Linux, user_namespace: UserNamespace) -> Result<Option<IdMaps
             bail!("linux.uidMappings: mappings need a user namespace in linux.namespaces")
         }
         UserNamespace::Joined if none => Ok(None),
-        _ if given => Ok(Some(IdMaps {
-            uid: uid.to_vec(),
-            gid: gid.to_vec(),
-        })),
+        _ if given => Ok(Some(IdMaps::new(uid, gid))),
         UserNamespace::New => {
             bail!("linux.uidMappings: a new user namespace needs uid and gid mappings")
         }
@@ -348,6 +348,7 @@ fn time_offsets(linux: &Linux) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use oci_spec::runtime::LinuxIdMapping;
 
     fn plan(namespaces: &str) -> Result<NamespacePlan> {
         let linux: Linux =
@@ -441,7 +442,8 @@ mod tests {
         let joined = r#"[{"type":"mount"},{"type":"user","path":"/proc/self/ns/user"}]"#;
         let mapping = r#"[{"containerID":0,"hostID":0,"size":1}]"#;
         let plan = plan_with_mappings(joined, mapping, mapping).unwrap();
-        assert_eq!(plan.id_maps.as_ref().unwrap().uid.len(), 1);
+        let one = serde_json::from_str::<Vec<LinuxIdMapping>>(mapping).unwrap();
+        assert_eq!(plan.id_maps, Some(IdMaps::new(&one, &one)));
         // Not written: writing would fail, no process has this pid.
         plan.write_id_maps(nix::unistd::Pid::from_raw(i32::MAX))
             .unwrap();

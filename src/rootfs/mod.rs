@@ -8,6 +8,9 @@
 //! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
 //! image nor a swap during setup can make berth mount or write outside the container.
 //!
+//! The one part that runs in the runtime instead, before the init is cloned, is [`idmap`]: an
+//! idmapped mount needs privilege over the host's user namespace.
+//!
 //! `linux.mountLabel` is not applied: berth has no SELinux support yet (issue 4) and this host
 //! runs without SELinux, so the label would have nothing to act on.
 
@@ -15,12 +18,14 @@ mod cgroup;
 mod copyup;
 mod devices;
 mod harden;
+mod idmap;
 mod mount;
 mod options;
 pub mod resolve;
 mod sys;
 pub mod sysctl;
 
+pub use idmap::{IdmappedMounts, make_idmapped_mounts, validate as validate_idmapped_mounts};
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
 
 #[cfg(test)]
@@ -53,6 +58,8 @@ pub struct RootfsOptions<'a> {
     pub no_pivot: bool,
     /// Mounts the runtime adds after the config's own (e.g. the NOTIFY_SOCKET directory).
     pub extra_mounts: Vec<Mount>,
+    /// The idmapped mounts the runtime made for `mounts` entries.
+    pub idmapped: IdmappedMounts,
 }
 
 /// The rootfs with every mount and device in place, not yet entered.
@@ -75,7 +82,7 @@ const RDONLY: MountAttr = MountAttr {
 };
 
 /// Phase 1, before the createRuntime/createContainer hooks.
-pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
+pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     let linux = spec.linux().as_ref();
     let propagation =
         options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
@@ -106,7 +113,7 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
         } else {
             "runtime mount".into()
         };
-        let done = mount_entry(root.as_fd(), entry)
+        let done = mount_entry(root.as_fd(), entry, opts.idmapped.take(i))
             .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
         deferred.extend(done);
     }

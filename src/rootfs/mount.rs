@@ -21,10 +21,16 @@ use super::sys::{self, MountAttr};
 /// /dev still needs its device nodes).
 pub struct DeferredReadonly(pub std::path::PathBuf);
 
-/// Perform one config mount. Returns a deferred read-only remount if one is needed.
-pub fn mount_entry(root: BorrowedFd<'_>, entry: &Mount) -> Result<Option<DeferredReadonly>> {
+/// Perform one config mount. `idmapped` is the mount's idmapped clone of its bind source,
+/// which the runtime made in the host's user namespace (see `idmap.rs`). Returns a deferred
+/// read-only remount if one is needed.
+pub fn mount_entry(
+    root: BorrowedFd<'_>,
+    entry: &Mount,
+    idmapped: Option<OwnedFd>,
+) -> Result<Option<DeferredReadonly>> {
     let dest = entry.destination();
-    let mut plan = parse_options(entry.options().as_deref().unwrap_or_default())?;
+    let mut plan = parse_options(entry.options().as_deref().unwrap_or_default());
     let typ = entry.typ().as_deref();
     plan.bind |= typ == Some("bind");
 
@@ -42,7 +48,7 @@ pub fn mount_entry(root: BorrowedFd<'_>, entry: &Mount) -> Result<Option<Deferre
             .source()
             .as_deref()
             .context("a bind mount needs a source")?;
-        detached_bind(source, &plan)?
+        detached_bind(source, &plan, idmapped)?
     } else {
         let typ = typ.context("type is required for a non-bind mount")?;
         if typ == "cgroup" {
@@ -146,28 +152,40 @@ fn refuse_symlink_destination(root: BorrowedFd<'_>, dest: &Path, typ: &str) -> R
     }
 }
 
-/// A detached clone of the bind source with the requested attributes already applied, plus
-/// the kind of destination it needs.
-fn detached_bind(source: &Path, plan: &MountPlan) -> Result<(OwnedFd, Kind)> {
-    // The source is a host path chosen by the config author, so following symlinks is intended.
-    let source_fd = open(source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .with_context(|| format!("open bind source {}", source.display()))?;
-    let st = fstat(source_fd.as_fd()).context("fstat bind source")?;
+/// A detached clone of the bind source (`idmapped`, when the runtime made it already) with the
+/// requested attributes applied, plus the kind of destination it needs.
+fn detached_bind(
+    source: &Path,
+    plan: &MountPlan,
+    idmapped: Option<OwnedFd>,
+) -> Result<(OwnedFd, Kind)> {
+    let detached = match idmapped {
+        Some(clone) => clone,
+        None => clone_bind_source(source, plan.recursive)?,
+    };
+    let st = fstat(detached.as_fd()).context("fstat bind source")?;
     let kind = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
         Kind::Dir
     } else {
         Kind::File
     };
-    let mut flags = libc::OPEN_TREE_CLONE;
-    if plan.recursive {
-        flags |= libc::AT_RECURSIVE as u32;
-    }
-    let detached = sys::open_tree_fd(source_fd.as_fd(), flags)
-        .with_context(|| format!("open_tree {}", source.display()))?;
     set_attributes(detached.as_fd(), plan)?;
     // sync/dirsync/mand belong to the superblock, which a bind mount shares with its source;
     // like runc we do not change them for binds.
     Ok((detached, kind))
+}
+
+/// open_tree(OPEN_TREE_CLONE [| AT_RECURSIVE]) of `source`: a detached copy of the mount (tree).
+pub fn clone_bind_source(source: &Path, recursive: bool) -> Result<OwnedFd> {
+    // The source is a host path chosen by the config author, so following symlinks is intended.
+    let source_fd = open(source, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .with_context(|| format!("open bind source {}", source.display()))?;
+    let mut flags = libc::OPEN_TREE_CLONE;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as u32;
+    }
+    sys::open_tree_fd(source_fd.as_fd(), flags)
+        .with_context(|| format!("open_tree {}", source.display()))
 }
 
 fn set_attributes(mnt: BorrowedFd<'_>, plan: &MountPlan) -> Result<()> {

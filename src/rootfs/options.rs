@@ -24,14 +24,22 @@ enum Effect {
     Rbind,
     Remount,
     TmpCopyUp,
-    IdMap,
+    IdMap(IdmapScope),
     /// Accepted and meaningless here ("defaults"; "silent"/"loud" only change kernel logging).
     Ignored,
 }
 
+/// Which mounts of a tree an idmapping covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdmapScope {
+    /// `idmap`: only the top mount.
+    Top,
+    /// `ridmap`: every mount of the tree (mount_setattr AT_RECURSIVE).
+    Tree,
+}
+
 /// The options `berth features` reports (runtime-spec features.md
-/// `mountOptions`): every one `effect_of` knows, except the idmap ones that
-/// are refused until user namespaces land.
+/// `mountOptions`): every one `effect_of` knows.
 pub const SUPPORTED_OPTIONS: &[&str] = &[
     "async",
     "atime",
@@ -41,6 +49,7 @@ pub const SUPPORTED_OPTIONS: &[&str] = &[
     "diratime",
     "dirsync",
     "exec",
+    "idmap",
     "lazytime",
     "loud",
     "mand",
@@ -61,6 +70,7 @@ pub const SUPPORTED_OPTIONS: &[&str] = &[
     "rdiratime",
     "relatime",
     "remount",
+    "ridmap",
     "rexec",
     "rnoatime",
     "rnodev",
@@ -144,7 +154,8 @@ fn effect_of(option: &str) -> Option<Effect> {
         "rbind" => Rbind,
         "remount" => Remount,
         "tmpcopyup" => TmpCopyUp,
-        "idmap" | "ridmap" => IdMap,
+        "idmap" => IdMap(IdmapScope::Top),
+        "ridmap" => IdMap(IdmapScope::Tree),
         "defaults" | "silent" | "loud" => Ignored,
         _ => return None,
     };
@@ -158,6 +169,8 @@ pub struct MountPlan {
     pub recursive: bool,
     pub remount: bool,
     pub tmpcopyup: bool,
+    /// `idmap` or `ridmap`; the mappings themselves are the mount's own fields (see `idmap.rs`).
+    pub idmap: Option<IdmapScope>,
     /// Attributes of the top mount.
     pub attr: MountAttr,
     /// Attributes applied to the whole tree.
@@ -228,7 +241,7 @@ impl MountPlan {
 }
 
 /// Parse the `options` of a mount entry (in order; later options win).
-pub fn parse_options(options: &[String]) -> Result<MountPlan> {
+pub fn parse_options(options: &[String]) -> MountPlan {
     let mut plan = MountPlan::default();
     for option in options {
         match effect_of(option) {
@@ -245,9 +258,7 @@ pub fn parse_options(options: &[String]) -> Result<MountPlan> {
             }
             Some(Effect::Remount) => plan.remount = true,
             Some(Effect::TmpCopyUp) => plan.tmpcopyup = true,
-            Some(Effect::IdMap) => {
-                bail!("mount option {option:?} (idmapped mounts) is not supported yet")
-            }
+            Some(Effect::IdMap(scope)) => plan.idmap = Some(scope),
             Some(Effect::Ignored) => {}
             None => plan.data.push(match option.split_once('=') {
                 Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
@@ -255,7 +266,7 @@ pub fn parse_options(options: &[String]) -> Result<MountPlan> {
             }),
         }
     }
-    Ok(plan)
+    plan
 }
 
 /// `linux.rootfsPropagation` as mount(2) flags; runc's default is rslave.
@@ -280,7 +291,7 @@ mod tests {
 
     fn plan(options: &[&str]) -> MountPlan {
         let owned: Vec<String> = options.iter().map(|s| s.to_string()).collect();
-        parse_options(&owned).unwrap()
+        parse_options(&owned)
     }
 
     #[test]
@@ -364,11 +375,12 @@ mod tests {
     }
 
     #[test]
-    fn idmap_is_rejected_clearly() {
-        for option in ["idmap", "ridmap"] {
-            let err = parse_options(&[option.to_string()]).unwrap_err();
-            assert!(err.to_string().contains("not supported yet"), "{err}");
-        }
+    fn idmap_and_ridmap_choose_the_scope_and_are_not_filesystem_data() {
+        assert_eq!(plan(&["rbind", "idmap"]).idmap, Some(IdmapScope::Top));
+        let p = plan(&["rbind", "ridmap"]);
+        assert_eq!(p.idmap, Some(IdmapScope::Tree));
+        assert!(p.data.is_empty() && p.attr.is_empty() && p.rec_attr.is_empty());
+        assert_eq!(plan(&["bind"]).idmap, None);
     }
 
     #[test]
@@ -387,11 +399,7 @@ mod tests {
     #[test]
     fn every_reported_option_is_handled() {
         for option in SUPPORTED_OPTIONS {
-            let effect = effect_of(option);
-            assert!(
-                effect.is_some() && !matches!(effect, Some(Effect::IdMap)),
-                "{option}"
-            );
+            assert!(effect_of(option).is_some(), "{option}");
         }
     }
 }

@@ -274,8 +274,9 @@ fn full_lifecycle(base: &Path) -> Result<()> {
         rootfs: &image.rootfs,
         no_pivot: false,
         extra_mounts: Vec::new(),
+        idmapped: IdmappedMounts::default(),
     };
-    let prepared = prepare(&spec, &opts)?;
+    let prepared = prepare(&spec, opts)?;
 
     // Seen from the host side before entering: no trap was followed.
     ensure!(
@@ -433,8 +434,9 @@ fn proc_on_symlink_is_refused(base: &Path) -> Result<()> {
         rootfs: &rootfs,
         no_pivot: false,
         extra_mounts: Vec::new(),
+        idmapped: IdmappedMounts::default(),
     };
-    let err = prepare(&spec, &opts)
+    let err = prepare(&spec, opts)
         .err()
         .context("proc was mounted over a symlink")?;
     ensure!(
@@ -491,8 +493,9 @@ fn no_pivot_enters_with_chroot(base: &Path) -> Result<()> {
         rootfs: &rootfs,
         no_pivot: true,
         extra_mounts: Vec::new(),
+        idmapped: IdmappedMounts::default(),
     };
-    prepare(&spec, &opts)?.enter()?.finish(&spec)?;
+    prepare(&spec, opts)?.enter()?.finish(&spec)?;
     ensure!(
         fs::read_to_string("/marker").context("/marker")? == "inside",
         "not inside the rootfs"

@@ -60,17 +60,48 @@ pub fn move_mount_fd(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], attr)`.
 pub fn mount_setattr_fd(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) -> nix::Result<()> {
+    mount_setattr_raw(
+        fd,
+        recursive,
+        libc::mount_attr {
+            attr_set: attr.set,
+            attr_clr: attr.clear,
+            propagation: attr.propagation,
+            userns_fd: 0,
+        },
+    )
+}
+
+/// `mount_setattr` with MOUNT_ATTR_IDMAP: the detached mount `fd` (or, recursive, its whole
+/// tree) shows ids through the mappings of `userns`.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    userns: BorrowedFd<'_>,
+) -> nix::Result<()> {
+    mount_setattr_raw(
+        fd,
+        recursive,
+        libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_IDMAP,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
+}
+
+fn mount_setattr_raw(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    mut raw: libc::mount_attr,
+) -> nix::Result<()> {
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
-    let mut raw = libc::mount_attr {
-        attr_set: attr.set,
-        attr_clr: attr.clear,
-        propagation: attr.propagation,
-        userns_fd: 0,
-    };
-    // SAFETY: `raw` is a properly initialised mount_attr and its exact size is passed.
+    // SAFETY: `raw` is a properly initialised mount_attr (any fd in it is live for the call)
+    // and its exact size is passed.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,

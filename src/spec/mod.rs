@@ -124,6 +124,7 @@ fn validate(spec: &Spec) -> Result<()> {
     }
     let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
     crate::process::validate(process, personality)?;
+    crate::rootfs::validate_idmapped_mounts(spec)?;
     crate::rootfs::sysctl::validate(spec)
 }
 
