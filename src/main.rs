@@ -14,6 +14,7 @@ mod seccomp;
 mod spec;
 mod sync;
 mod sys;
+mod trusted_proc;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

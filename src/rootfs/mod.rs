@@ -18,7 +18,7 @@ mod harden;
 mod mount;
 mod options;
 pub mod resolve;
-mod sys;
+pub mod sys;
 pub mod sysctl;
 
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
