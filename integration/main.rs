@@ -18,6 +18,7 @@ mod exec;
 mod faults;
 mod hooks;
 mod lifecycle;
+mod lsm;
 mod notify;
 mod process;
 mod rootfs;

@@ -7,6 +7,7 @@ mod features;
 mod hooks;
 mod init;
 mod logging;
+mod lsm;
 mod namespaces;
 mod process;
 mod rootfs;

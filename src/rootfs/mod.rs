@@ -8,8 +8,8 @@
 //! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
 //! image nor a swap during setup can make berth mount or write outside the container.
 //!
-//! `linux.mountLabel` is not applied: berth has no SELinux support yet (issue 4) and this host
-//! runs without SELinux, so the label would have nothing to act on.
+//! `linux.mountLabel` becomes the SELinux `context=` of every filesystem berth creates that can
+//! take one (config mounts, the cgroup v1 tmpfs, the tmpfs over masked directories), as in runc.
 
 mod cgroup;
 mod copyup;
@@ -106,7 +106,7 @@ pub fn prepare(spec: &Spec, opts: &RootfsOptions) -> Result<PreparedRootfs> {
         } else {
             "runtime mount".into()
         };
-        let done = mount_entry(root.as_fd(), entry)
+        let done = mount_entry(root.as_fd(), entry, mount_label(spec))
             .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
         deferred.extend(done);
     }
@@ -212,6 +212,15 @@ impl PreparedRootfs {
     }
 }
 
+/// `linux.mountLabel`; the bundle was only accepted with one if SELinux is enabled.
+fn mount_label(spec: &Spec) -> Option<&str> {
+    let linux = spec.linux().as_ref()?;
+    linux
+        .mount_label()
+        .as_deref()
+        .filter(|label| !label.is_empty())
+}
+
 fn open_root() -> Result<OwnedFd> {
     open(
         "/",
@@ -262,6 +271,7 @@ impl EnteredRootfs {
             linux
                 .and_then(|l| l.masked_paths().as_deref())
                 .unwrap_or_default(),
+            mount_label(spec),
         )?;
         Ok(())
     }
