@@ -70,8 +70,9 @@ pub fn set_keyring_label(label: &str) -> Result<()> {
 }
 
 /// Filesystems that cannot take a `context=` option, as in runc: proc and sysfs are labelled by
-/// the kernel, and a cgroup superblock is shared with the host's.
-const UNLABELLED_FILESYSTEMS: &[&str] = &["proc", "sysfs", "cgroup", "cgroup2"];
+/// the kernel, and the cgroup2 superblock is shared with the host's. (Type `cgroup` mounts go
+/// their own way; only the tmpfs of a v1 host is labelled.)
+const UNLABELLED_FILESYSTEMS: &[&str] = &["proc", "sysfs", "cgroup2"];
 
 /// The mount data for a new `fs_type` filesystem with `label` (linux.mountLabel) added as its
 /// SELinux `context=`. Each option goes to fsconfig(2) on its own, so unlike runc's mount(2)
@@ -136,7 +137,7 @@ mod tests {
 
     #[test]
     fn kernel_labelled_filesystems_get_no_context() {
-        for fs_type in ["proc", "sysfs", "cgroup", "cgroup2"] {
+        for fs_type in ["proc", "sysfs", "cgroup2"] {
             assert_eq!(
                 labelled_mount_data(fs_type, vec![], Some("system_u:object_r:x:s0")),
                 vec![],
