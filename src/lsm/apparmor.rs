@@ -1,15 +1,17 @@
 //! AppArmor: detection as runc does it, and the profile the process takes at execve.
 
+use std::io::Write;
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use std::io::Write;
 
 use crate::trusted_proc::ProcRoot;
 
 /// runc's test: the securityfs directory exists and the module parameter says `Y`.
 pub fn enabled() -> bool {
-    std::path::Path::new("/sys/kernel/security/apparmor").exists()
+    Path::new("/sys/kernel/security/apparmor").exists()
         && std::fs::read("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|param| parameter_says_enabled(&param))
 }
