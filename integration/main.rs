@@ -19,6 +19,7 @@ mod faults;
 mod hooks;
 mod idmap;
 mod lifecycle;
+mod lsm;
 mod notify;
 mod process;
 mod rootfs;

@@ -7,6 +7,7 @@ mod features;
 mod hooks;
 mod init;
 mod logging;
+mod lsm;
 mod namespaces;
 mod process;
 mod rootfs;
@@ -15,6 +16,7 @@ mod seccomp;
 mod spec;
 mod sync;
 mod sys;
+mod trusted_proc;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

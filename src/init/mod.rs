@@ -82,6 +82,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     args.namespaces.enter_in_child()?;
     set_host_and_domain_name(args)?;
     if !args.no_new_keyring {
+        crate::lsm::set_keyring_label(args.bundle.process())?;
         sys::join_session_keyring(&format!("_ses.{}", args.id))
             .context("joining a new session keyring")?;
     }

@@ -33,10 +33,10 @@ pub struct ExecOptions {
     /// set the no new privileges value for the process
     #[arg(long)]
     pub no_new_privs: bool,
-    /// AppArmor profile for the process (rejected: berth has no AppArmor support)
+    /// AppArmor profile for the process
     #[arg(long)]
     pub apparmor: Option<String>,
-    /// SELinux label for the process (rejected: berth has no SELinux support)
+    /// SELinux label for the process
     #[arg(long)]
     pub process_label: Option<String>,
     /// the command and its arguments
@@ -48,13 +48,15 @@ pub struct ExecOptions {
 /// replaces it but inherits the capabilities, rlimits and noNewPrivileges it leaves out; flags
 /// override the container's values (env is appended, --cap is added to bounding, effective and
 /// permitted, and to ambient when an inheritable set is configured).
-/// `validate` runs on the result (exec has no personality of its own).
+/// `validate` runs on the result (exec has no personality of its own), then the labels are
+/// checked against the host, as for `create`.
 pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<Process> {
     let process = match &opts.process {
         Some(path) => from_file(path, container_process)?,
         None => from_flags(opts, container_process)?,
     };
     super::validate(&process, None)?;
+    crate::lsm::check_host_supports(&process, None)?;
     Ok(process)
 }
 
@@ -105,7 +107,6 @@ fn from_flags(opts: &ExecOptions, container_process: &Process) -> Result<Process
     if opts.no_new_privs {
         process.set_no_new_privileges(Some(true));
     }
-    // Accepted like runc's flags so that validate() explains why they cannot be honoured.
     if opts.apparmor.is_some() {
         process.set_apparmor_profile(opts.apparmor.clone());
     }
@@ -238,19 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn security_label_flags_are_explained() {
-        let opts = parse(&["id", "--apparmor", "unconfined", "sh"]);
-        let error = exec_process(&opts, &container_process()).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "process.apparmorProfile: AppArmor is not supported by berth"
-        );
-        let opts = parse(&["id", "--process-label", "x", "sh"]);
-        let error = exec_process(&opts, &container_process()).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "process.selinuxLabel: SELinux is not supported by berth"
-        );
+    fn security_label_flags_become_the_process_labels() {
+        let opts = parse(&["id", "--apparmor", "p", "--process-label", "l", "sh"]);
+        let p = from_flags(&opts, &container_process()).unwrap();
+        assert_eq!(p.apparmor_profile().as_deref(), Some("p"));
+        assert_eq!(p.selinux_label().as_deref(), Some("l"));
     }
 
     #[test]

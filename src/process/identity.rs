@@ -12,6 +12,8 @@ use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, User};
 
+use crate::trusted_proc::ProcRoot;
+
 /// The five capability sets converted to the caps crate's type, with the capabilities the running
 /// kernel does not know already removed.
 #[derive(Debug)]
@@ -99,9 +101,9 @@ fn set_supplementary_groups(groups: &[Gid]) -> Result<()> {
 }
 
 fn setgroups_denied() -> Result<bool> {
-    let file = super::sys::open_procfs("self/setgroups", OFlag::O_RDONLY)?;
+    let mut file = ProcRoot::open()?.open_file("self/setgroups", OFlag::O_RDONLY)?;
     let mut policy = String::new();
-    std::fs::File::from(file).read_to_string(&mut policy)?;
+    file.read_to_string(&mut policy)?;
     Ok(policy.trim() == "deny")
 }
 

@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 };
 
 use super::sys::{self, SchedAttr};
+use crate::trusted_proc::ProcRoot;
 
 /// runc's umask when `process.user.umask` is absent.
 const DEFAULT_UMASK: u32 = 0o022;
@@ -57,14 +58,18 @@ fn resource(kind: PosixRlimitType) -> Resource {
     }
 }
 
-/// Writes /proc/self/oom_score_adj through a verified procfs handle.
+/// Writes /proc/self/oom_score_adj through a procfs the container cannot have redirected.
 pub fn set_oom_score_adj(value: i32) -> Result<()> {
-    let open = |flags| sys::open_procfs("self/oom_score_adj", flags).context("process.oomScoreAdj");
-    let mut file = std::fs::File::from(open(OFlag::O_WRONLY)?);
+    let proc = ProcRoot::open().context("process.oomScoreAdj")?;
+    let open = |flags| {
+        proc.open_file("self/oom_score_adj", flags)
+            .context("process.oomScoreAdj")
+    };
+    let mut file = open(OFlag::O_WRONLY)?;
     if let Err(error) = file.write_all(value.to_string().as_bytes()) {
         if error.raw_os_error() == Some(libc::EACCES) {
             let mut current = String::new();
-            std::fs::File::from(open(OFlag::O_RDONLY)?).read_to_string(&mut current)?;
+            open(OFlag::O_RDONLY)?.read_to_string(&mut current)?;
             bail!(
                 "process.oomScoreAdj: writing {value} to /proc/self/oom_score_adj: permission denied \
                  (lowering it below the current {} needs CAP_SYS_RESOURCE, which this host withholds)",

@@ -2,7 +2,8 @@
 //! container's namespaces and root — into the one `process` describes, then execs it.
 //!
 //! The init (and the child of `berth exec`) calls, in this order:
-//! 1. [`prepare`]: rlimits, oomScoreAdj, scheduler, ioPriority, personality, umask, cwd.
+//! 1. [`prepare`]: rlimits, oomScoreAdj, scheduler, ioPriority, personality, umask, cwd, and the
+//!    AppArmor profile and SELinux label for the execve.
 //! 2. seccomp, if `noNewPrivileges` is false (loading a filter then needs CAP_SYS_ADMIN).
 //! 3. [`assume_identity`]: bounding set, groups/gid/uid, capability sets, no_new_privs.
 //! 4. [`prepare_exec`]: look the program up (a missing one fails `create`, as in runc).
@@ -48,7 +49,8 @@ pub fn prepare(process: &Process, personality: Option<&LinuxPersonality>) -> Res
     limits::set_umask(process.user().umask());
     // As root, like runc's first chdir: the final user may lack search permission on the path
     // to cwd but still be meant to work in it.
-    cwd::enter(process.cwd())
+    cwd::enter(process.cwd())?;
+    crate::lsm::set_exec_labels(process)
 }
 
 /// Groups, gid, uid and capabilities, then no_new_privs. Without `process.capabilities` the

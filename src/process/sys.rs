@@ -113,39 +113,6 @@ pub fn open_in_root(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     openat2(root.as_fd(), path, how)
 }
 
-/// Opens `name` (relative, e.g. `self/oom_score_adj`) in the procfs mounted at /proc, refusing
-/// anything that is not procfs or that leaves it: /proc itself and the opened file must be on
-/// procfs (fstatfs), and the walk may not cross mounts (a bind mount over a proc file is a known
-/// attack) nor follow magic links. `self` is an ordinary symlink in procfs, so plain symlinks stay
-/// allowed; RESOLVE_BENEATH keeps them below /proc.
-pub fn open_procfs(name: &str, flags: OFlag) -> anyhow::Result<OwnedFd> {
-    use anyhow::Context;
-    let proc = nix::fcntl::open(
-        c"/proc",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .context("open /proc")?;
-    ensure_procfs(proc.as_fd()).context("/proc")?;
-    let how = OpenHow::new().flags(flags | OFlag::O_CLOEXEC).resolve(
-        ResolveFlag::RESOLVE_BENEATH
-            | ResolveFlag::RESOLVE_NO_MAGICLINKS
-            | ResolveFlag::RESOLVE_NO_XDEV,
-    );
-    let file = openat2(proc.as_fd(), name, how).with_context(|| format!("open /proc/{name}"))?;
-    ensure_procfs(file.as_fd()).with_context(|| format!("/proc/{name}"))?;
-    Ok(file)
-}
-
-fn ensure_procfs(fd: BorrowedFd) -> anyhow::Result<()> {
-    let stat = nix::sys::statfs::fstatfs(fd).map_err(|e| anyhow::anyhow!("fstatfs: {e}"))?;
-    anyhow::ensure!(
-        stat.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC,
-        "not on procfs"
-    );
-    Ok(())
-}
-
 /// `execve` returning only the error.
 pub fn execve(path: &CStr, args: &[std::ffi::CString], env: &[std::ffi::CString]) -> Errno {
     match nix::unistd::execve(path, args, env) {

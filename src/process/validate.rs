@@ -49,24 +49,6 @@ pub fn validate(process: &Process, personality: Option<&LinuxPersonality>) -> Re
                 .map_err(|e| anyhow::anyhow!("process.execCPUAffinity.final: {e}"))?;
         }
     }
-    // No AppArmor or SELinux on the hosts berth supports: running the process unconfined while
-    // the config asks for a profile would silently weaken it.
-    ensure!(
-        process
-            .apparmor_profile()
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty(),
-        "process.apparmorProfile: AppArmor is not supported by berth"
-    );
-    ensure!(
-        process
-            .selinux_label()
-            .as_deref()
-            .unwrap_or_default()
-            .is_empty(),
-        "process.selinuxLabel: SELinux is not supported by berth"
-    );
     if let Some(personality) = personality {
         // runtime-spec 1.3: "Currently no flag values are supported."
         if let Some(flag) = personality.flags().as_deref().unwrap_or_default().first() {
@@ -402,12 +384,6 @@ mod tests {
             error(json!({"execCPUAffinity": {"final": "3-1"}}))
                 .starts_with("process.execCPUAffinity.final")
         );
-    }
-
-    #[test]
-    fn security_labels_are_rejected() {
-        assert!(error(json!({"apparmorProfile": "docker-default"})).contains("AppArmor"));
-        assert!(error(json!({"selinuxLabel": "x"})).contains("SELinux"));
     }
 
     #[test]

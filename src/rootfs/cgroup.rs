@@ -15,9 +15,15 @@ use super::mount::{apply_propagation, attach, new_filesystem};
 use super::options::MountPlan;
 use super::resolve::{Kind, ensure_in_root};
 use super::sys::{self, MountAttr};
+use crate::lsm::selinux;
 
-/// Mount a `cgroup` entry at its destination inside `root`.
-pub fn mount_cgroup(root: BorrowedFd<'_>, entry: &Mount, plan: &MountPlan) -> Result<()> {
+/// Mount a `cgroup` entry at its destination inside `root`; the v1 tmpfs gets `mount_label`.
+pub fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    entry: &Mount,
+    plan: &MountPlan,
+    mount_label: Option<&str>,
+) -> Result<()> {
     let dest = entry.destination();
     let unified = statfs("/sys/fs/cgroup")
         .map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
@@ -31,7 +37,11 @@ pub fn mount_cgroup(root: BorrowedFd<'_>, entry: &Mount, plan: &MountPlan) -> Re
 
     let mut tmpfs_plan = MountPlan {
         attr: plan.attr,
-        data: vec![("mode".into(), Some("755".into()))],
+        data: selinux::labelled_mount_data(
+            "tmpfs",
+            vec![("mode".into(), Some("755".into()))],
+            mount_label,
+        ),
         ..Default::default()
     };
     // The tmpfs stays writable until the hierarchy directories exist.

@@ -12,6 +12,7 @@ use super::mount::{attach, new_filesystem};
 use super::options::MountPlan;
 use super::resolve::open_path_in_root;
 use super::sys::{self, MountAttr};
+use crate::lsm::selinux;
 
 const RDONLY: MountAttr = MountAttr {
     set: libc::MOUNT_ATTR_RDONLY,
@@ -47,8 +48,8 @@ pub fn make_readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
 
 /// Hide each path: files under a bind of the container's /dev/null (checked to be the real
 /// 1:3 device, never an image-provided symlink: CVE-2025-31133), directories under an empty
-/// read-only tmpfs. Missing paths are skipped.
-pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
+/// read-only tmpfs labelled with `mount_label`. Missing paths are skipped.
+pub fn mask(root: BorrowedFd<'_>, paths: &[String], mount_label: Option<&str>) -> Result<()> {
     let mut null = None;
     for path in paths {
         let path = Path::new(path);
@@ -60,6 +61,7 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<()> {
         let cover = if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
             let plan = MountPlan {
                 attr: RDONLY,
+                data: selinux::labelled_mount_data("tmpfs", vec![], mount_label),
                 ..Default::default()
             };
             new_filesystem("tmpfs", Path::new("tmpfs"), &plan).context("maskedPaths: tmpfs")?

@@ -11,8 +11,8 @@
 //! The one part that runs in the runtime instead, before the init is cloned, is [`idmap`]: an
 //! idmapped mount needs privilege over the host's user namespace.
 //!
-//! `linux.mountLabel` is not applied: berth has no SELinux support yet (issue 4) and this host
-//! runs without SELinux, so the label would have nothing to act on.
+//! `linux.mountLabel` becomes the SELinux `context=` of every filesystem berth creates that can
+//! take one (config mounts, the cgroup v1 tmpfs, the tmpfs over masked directories), as in runc.
 
 mod cgroup;
 mod copyup;
@@ -22,7 +22,7 @@ mod idmap;
 mod mount;
 mod options;
 pub mod resolve;
-mod sys;
+pub mod sys;
 pub mod sysctl;
 
 pub use idmap::{IdmappedMounts, make_idmapped_mounts, validate as validate_idmapped_mounts};
@@ -113,8 +113,13 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         } else {
             "runtime mount".into()
         };
-        let done = mount_entry(root.as_fd(), entry, opts.idmapped.take(i))
-            .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
+        let done = mount_entry(
+            root.as_fd(),
+            entry,
+            opts.idmapped.take(i),
+            mount_label(spec),
+        )
+        .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
         deferred.extend(done);
     }
 
@@ -219,6 +224,15 @@ impl PreparedRootfs {
     }
 }
 
+/// `linux.mountLabel`; the bundle was only accepted with one if SELinux is enabled.
+fn mount_label(spec: &Spec) -> Option<&str> {
+    let linux = spec.linux().as_ref()?;
+    linux
+        .mount_label()
+        .as_deref()
+        .filter(|label| !label.is_empty())
+}
+
 fn open_root() -> Result<OwnedFd> {
     open(
         "/",
@@ -269,6 +283,7 @@ impl EnteredRootfs {
             linux
                 .and_then(|l| l.masked_paths().as_deref())
                 .unwrap_or_default(),
+            mount_label(spec),
         )?;
         Ok(())
     }

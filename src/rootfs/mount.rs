@@ -16,18 +16,21 @@ use oci_spec::runtime::Mount;
 use super::options::{MountPlan, parse_options};
 use super::resolve::{Kind, clean_components, ensure_in_root, open_path_in_root};
 use super::sys::{self, MountAttr};
+use crate::lsm::selinux;
 
 /// A mount whose read-only flag must wait until the rootfs is otherwise complete (a read-only
 /// /dev still needs its device nodes).
 pub struct DeferredReadonly(pub std::path::PathBuf);
 
 /// Perform one config mount. `idmapped` is the mount's idmapped clone of its bind source,
-/// which the runtime made in the host's user namespace (see `idmap.rs`). Returns a deferred
-/// read-only remount if one is needed.
+/// which the runtime made in the host's user namespace (see `idmap.rs`); a new filesystem gets
+/// `mount_label` (see [`selinux::labelled_mount_data`]). Returns a deferred read-only remount if
+/// one is needed.
 pub fn mount_entry(
     root: BorrowedFd<'_>,
     entry: &Mount,
     idmapped: Option<OwnedFd>,
+    mount_label: Option<&str>,
 ) -> Result<Option<DeferredReadonly>> {
     let dest = entry.destination();
     let mut plan = parse_options(entry.options().as_deref().unwrap_or_default());
@@ -52,7 +55,7 @@ pub fn mount_entry(
     } else {
         let typ = typ.context("type is required for a non-bind mount")?;
         if typ == "cgroup" {
-            return super::cgroup::mount_cgroup(root, entry, &plan).map(|()| deferred);
+            return super::cgroup::mount_cgroup(root, entry, &plan, mount_label).map(|()| deferred);
         }
         if matches!(typ, "proc" | "sysfs") {
             refuse_symlink_destination(root, dest, typ)?;
@@ -62,6 +65,7 @@ pub fn mount_entry(
             .as_deref()
             .map(Path::new)
             .unwrap_or(Path::new(typ));
+        plan.data = selinux::labelled_mount_data(typ, std::mem::take(&mut plan.data), mount_label);
         (new_filesystem(typ, source, &plan)?, Kind::Dir)
     };
     let target = ensure_in_root(root, dest, kind, true)?;

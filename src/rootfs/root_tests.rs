@@ -458,7 +458,7 @@ fn masking_refuses_a_fake_dev_null(base: &Path) -> Result<()> {
     fs::write(base.join("host-file"), "host")?;
     symlink(base.join("host-file"), rootfs.join("dev/null"))?;
     let root = open(&rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty())?;
-    let err = harden::mask(root.as_fd(), &["/secret".to_string()])
+    let err = harden::mask(root.as_fd(), &["/secret".to_string()], None)
         .err()
         .context("masked with a fake /dev/null")?;
     ensure!(

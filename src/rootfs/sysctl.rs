@@ -1,18 +1,12 @@
-//! `linux.sysctl`: only namespaced keys, written through a procfs handle that the container
-//! cannot have redirected (a fresh detached procfs, or the container's /proc after checking it
-//! really is procfs), with every lookup beneath it refusing symlinks and mount crossings.
+//! `linux.sysctl`: only namespaced keys, written through [`ProcRoot`], which the container
+//! cannot have redirected.
 
-use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
-use nix::sys::stat::fstat;
-use nix::sys::statfs::{PROC_SUPER_MAGIC, fstatfs};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use super::sys;
+use crate::trusted_proc::ProcRoot;
 
 /// SysV IPC keys that live in the IPC namespace (as runc lists them).
 const IPC_KEYS: &[&str] = &[
@@ -92,43 +86,6 @@ pub fn proc_path(key: &str) -> PathBuf {
     Path::new("sys").join(key.replace('.', "/"))
 }
 
-/// A procfs root nobody else can see: fsopen+fsmount of a fresh instance for the current pid
-/// namespace. Falls back to the container's /proc when a fresh mount is refused (e.g. a user
-/// namespace where procfs is partly masked), after checking it is a procfs root.
-fn procfs_root() -> Result<OwnedFd> {
-    let fresh = sys::fsopen("proc").and_then(|ctx| {
-        sys::fsconfig_set_string(ctx.as_fd(), "source", "proc")?;
-        sys::fsconfig_create(ctx.as_fd())?;
-        sys::fsmount(
-            ctx.as_fd(),
-            libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
-        )
-    });
-    let root = match fresh {
-        Ok(fd) => fd,
-        Err(_) => {
-            let how = OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
-            openat2(nix::fcntl::AT_FDCWD, "/proc", how).context("open /proc")?
-        }
-    };
-    check_procfs(root.as_fd(), "/proc")?;
-    // The root inode of every procfs instance is 1; anything else is a subdirectory bound here.
-    if fstat(root.as_fd()).context("fstat /proc")?.st_ino != 1 {
-        bail!("/proc is not the root of a procfs mount");
-    }
-    Ok(root)
-}
-
-fn check_procfs(fd: BorrowedFd<'_>, what: &str) -> Result<()> {
-    let fs = fstatfs(fd).with_context(|| format!("fstatfs {what}"))?;
-    if fs.filesystem_type() != PROC_SUPER_MAGIC {
-        bail!("{what} is not on procfs");
-    }
-    Ok(())
-}
-
 /// Write every `linux.sysctl` entry. Must run after entering the rootfs and before
 /// readonlyPaths makes /proc/sys read-only.
 pub fn apply(spec: &Spec) -> Result<()> {
@@ -137,22 +94,10 @@ pub fn apply(spec: &Spec) -> Result<()> {
     if entries.peek().is_none() {
         return Ok(());
     }
-    let proc = procfs_root()?;
+    let proc = ProcRoot::open().context("linux.sysctl")?;
     for (key, value) in entries {
-        let path = proc_path(key);
-        let how = OpenHow::new()
-            .flags(OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
-            .resolve(
-                ResolveFlag::RESOLVE_BENEATH
-                    | ResolveFlag::RESOLVE_NO_SYMLINKS
-                    | ResolveFlag::RESOLVE_NO_XDEV,
-            );
-        let fd = openat2(proc.as_fd(), &path, how)
-            .with_context(|| format!("linux.sysctl[{key:?}]: open /proc/{}", path.display()))?;
-        check_procfs(fd.as_fd(), &format!("/proc/{}", path.display()))?;
-        std::fs::File::from(fd)
-            .write_all(value.as_bytes())
-            .with_context(|| format!("linux.sysctl[{key:?}]: write {value:?}"))?;
+        proc.write(proc_path(key), value.as_bytes())
+            .with_context(|| format!("linux.sysctl[{key:?}] = {value:?}"))?;
     }
     Ok(())
 }

@@ -63,6 +63,17 @@ pub fn load(dir: &Path) -> Result<Bundle> {
     let config_path = dir.join(CONFIG_FILE);
     let spec = parse_config(&config_path)?;
     validate(&spec).with_context(|| format!("{}", config_path.display()))?;
+    // Apart from validate: this one asks the host, though only when a label is set.
+    let mount_label = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().as_deref());
+    let process = spec
+        .process()
+        .as_ref()
+        .expect("validated: process is present");
+    crate::lsm::check_host_supports(process, mount_label)
+        .with_context(|| format!("{}", config_path.display()))?;
     let root = spec.root().as_ref().expect("validated: root is present");
     let rootfs = dir.join(root.path());
     let rootfs = rootfs
