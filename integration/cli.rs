@@ -114,7 +114,7 @@ fn features_describes_the_build() {
     let namespaces = features["linux"]["namespaces"]
         .as_array()
         .expect("namespaces");
-    for kind in ["pid", "network", "ipc", "uts", "mount"] {
+    for kind in ["pid", "network", "ipc", "uts", "mount", "user", "cgroup"] {
         assert!(
             namespaces.iter().any(|n| n == kind),
             "{kind} missing:\n{out}"
