@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use oci_spec::runtime::{
-    LinuxIdMappingBuilder, LinuxPidsBuilder, LinuxResourcesBuilder, MountBuilder, Spec,
+    LinuxIdMappingBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
+    MountBuilder, Spec,
 };
 
-use crate::common::{COMMAND_TIMEOUT, Container, MARKER_ENV, Output, is_berth, runtime, set_args};
+use crate::common::{
+    COMMAND_TIMEOUT, Container, MARKER_ENV, Output, is_berth, remove_namespace, runtime, set_args,
+};
 
 /// An unprivileged user of the host, with /etc/subuid and /etc/subgid ranges (useradd gives
 /// them when Debian's uidmap is installed); removed with everything of it on drop.
@@ -235,6 +238,36 @@ fn host_files_are_the_users_to_write_not_roots() {
     // The host's root is not mapped: its files are nobody's inside, and closed to the container.
     assert_eq!(lines, ["65534:65534", "denied", "0"], "{out}");
     assert_eq!(fs::read_to_string(data.join("root-only")).unwrap(), "");
+}
+
+#[test]
+fn root_in_a_user_namespace_runs_a_container_without_one_of_its_own() {
+    // As rootless podman runs the runtime: root in a user namespace the user made, with a config
+    // that shares it. Devices can only be bound from the host there.
+    let mut r =
+        RootlessContainer::new(&["sh", "-c", "id -u; cat /proc/self/uid_map; ls /dev/null"]);
+    r.c.configure(|spec| {
+        remove_namespace(spec, LinuxNamespaceType::User);
+        let linux = spec.linux_mut().as_mut().unwrap();
+        linux.set_uid_mappings(None);
+        linux.set_gid_mappings(None);
+    });
+    let root = r.c.root.to_str().unwrap();
+    let berth = runtime().to_str().unwrap();
+    let run = ["run", "--bundle", r.bundle(), &r.c.id];
+    let mut command = vec![
+        "unshare",
+        "--user",
+        "--map-root-user",
+        berth,
+        "--root",
+        root,
+    ];
+    command.extend(run);
+    let out = r.as_user(&command, |_| {}).success();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    let uid = r.user.uid.to_string();
+    assert_eq!(words, ["0", "0", &uid, "1", "/dev/null"], "{out}");
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn honours_runtime_dir() -> bool {
 
 /// Whether this process is in a user namespace other than the initial one, whose uid_map maps
 /// the whole id range onto itself.
-fn in_user_namespace() -> bool {
+pub fn in_user_namespace() -> bool {
     std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| !is_initial_uid_map(&map))
 }
 

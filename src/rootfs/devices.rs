@@ -30,7 +30,7 @@ pub struct DeviceNode {
 }
 
 /// How device nodes are made: mknod needs real root; in a user namespace the host's node is
-/// bind-mounted instead (issue 4 relies on this).
+/// bind-mounted instead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceStrategy {
     Mknod,

@@ -40,7 +40,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
-use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use oci_spec::runtime::{Mount, Spec};
 use procfs::process::{MountOptFields, Process};
 
 use devices::{
@@ -124,10 +124,9 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     }
 
     if !dev_is_bind_mounted(config_mounts) {
-        let in_userns = linux
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::User));
-        let strategy = if in_userns {
+        // Any user namespace but the host's, the container's own or the one berth was started
+        // in (rootless podman's): only the host's root may mknod a device.
+        let strategy = if crate::rootless::in_user_namespace() {
             DeviceStrategy::BindFromHost
         } else {
             DeviceStrategy::Mknod
