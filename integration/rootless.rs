@@ -298,7 +298,7 @@ fn runtime_name() -> &'static str {
 }
 
 #[test]
-fn without_a_delegated_cgroup_the_container_stays_in_the_users() {
+fn without_delegated_cgroups_the_container_stays_in_the_users() {
     let r = RootlessContainer::new(&["sleep", "1000"]);
     assert!(
         r.c.spec()
@@ -321,7 +321,7 @@ fn without_a_delegated_cgroup_the_container_stays_in_the_users() {
 }
 
 #[test]
-fn limits_without_a_delegated_cgroup_are_refused() {
+fn limits_without_delegated_cgroups_are_refused() {
     let mut r = RootlessContainer::new(&["true"]);
     r.c.configure(|spec| {
         let pids = LinuxPidsBuilder::default().limit(10).build().unwrap();
@@ -401,7 +401,7 @@ fn a_range_beyond_the_users_own_id_is_mapped_with_newuidmap() {
 }
 
 #[test]
-fn a_delegated_cgroup_takes_the_container_and_its_limits() {
+fn delegated_cgroups_take_the_container_and_its_limits() {
     let mut r = RootlessContainer::new(&["sleep", "1000"]);
     let delegated = DelegatedCgroup::new(&r.c.id, r.user.uid, r.user.gid);
     r.c.configure(|spec| {
@@ -416,7 +416,7 @@ fn a_delegated_cgroup_takes_the_container_and_its_limits() {
     let create = delegated.run_inside(&r, &["create", "--bundle", r.bundle(), &r.c.id]);
     create.success();
     let pid = r.c.state_json()["pid"].as_i64().unwrap();
-    let pids_dir = delegated.dir_in("pids").join("c");
+    let pids_dir = delegated.container_dir_with("pids.max");
     assert_eq!(
         fs::read_to_string(pids_dir.join("pids.max"))
             .unwrap()
@@ -448,8 +448,9 @@ impl DelegatedCgroup {
             let dir = mount.join(&name[1..]);
             fs::create_dir(&dir).unwrap();
             dirs.push(dir.clone());
+            // A new v1 cpuset starts empty; a cgroup2 one inherits (its root has no such file).
             for file in ["cpuset.cpus", "cpuset.mems"] {
-                if dir.join(file).exists() {
+                if dir.join(file).exists() && mount.join(file).exists() {
                     fs::write(dir.join(file), fs::read(mount.join(file)).unwrap()).unwrap();
                 }
             }
@@ -468,10 +469,14 @@ impl DelegatedCgroup {
         DelegatedCgroup { name, dirs }
     }
 
-    fn dir_in(&self, controller: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(&self.name[1..])
+    /// The container's cgroup `c` in the hierarchy that has `file` (pids.max: the v1 pids one,
+    /// or the cgroup2 one on a pure v2 host).
+    fn container_dir_with(&self, file: &str) -> PathBuf {
+        let dirs = self.dirs.iter().map(|d| d.join("c"));
+        let mut found = dirs.filter(|d| d.join(file).exists());
+        found
+            .next()
+            .unwrap_or_else(|| panic!("no container cgroup has {file}"))
     }
 
     /// The runtime as the user, placed first (by root, as a delegating manager does) in the
