@@ -4,6 +4,8 @@
 Measured, interleaved round by round (runtime order shuffled each round) so that machine noise
 hits every runtime alike:
   run+delete   `run` of /bin/true, then `delete --force` (ms per pair)
+  + seccomp    the same with a seccomp profile shaped like Docker's default (deny, three
+               architectures, ~360 syscalls allowed by name); the row below it is the difference
   churn        20 lifecycles of create, start, wait for exit, delete (ms for all 20)
   exec         `exec ID /bin/true` into a running container (ms)
   state        `state ID` of a running container (ms)
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import re
 import select
 import shutil
 import statistics
@@ -28,6 +31,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "integration", "common", "default-config.json")
+UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"  # Debian's linux-libc-dev
 
 
 class Runtime:
@@ -79,13 +83,28 @@ class Runtime:
         return elapsed
 
 
-def make_bundle(workdir, rootfs, name, args):
+def docker_like_seccomp():
+    """Deny by default, allow every syscall this machine's kernel headers name: the size and shape
+    of Docker's default profile (which allows about 350), without needing a copy of it."""
+    with open(UNISTD) as f:
+        names = sorted(set(re.findall(r"#define __NR_(\w+)", f.read())))
+    return {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 1,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}],
+    }
+
+
+def make_bundle(workdir, rootfs, name, args, seccomp=None):
     """A bundle whose config is the integration tests' default with `args` as the process."""
     bundle = os.path.join(workdir, name)
     os.makedirs(bundle)
     with open(DEFAULT_CONFIG) as f:
         config = json.load(f)
     config["process"]["args"] = args
+    if seccomp:
+        config["linux"]["seccomp"] = seccomp
     config["root"]["path"] = rootfs  # absolute: every bundle shares the one read-only rootfs
     # Absolute, so no runtime nests it inside the benchmark's own cgroup.
     config["linux"]["cgroupsPath"] = "/berth-bench"
@@ -94,12 +113,10 @@ def make_bundle(workdir, rootfs, name, args):
     return bundle
 
 
-def run_and_delete(rt, bundle, cid):
+def run_and_delete(rt, bundle, cid, metric="run+delete"):
     run = rt.must("run", "--bundle", bundle, cid)
     delete = rt.must("delete", "--force", cid)
-    rt.record("run+delete", run + delete)
-    rt.measure_rss("run", "--bundle", bundle, cid)
-    rt.must("delete", "--force", cid)
+    rt.record(metric, run + delete)
 
 
 def read_pid(path):
@@ -145,9 +162,18 @@ def table(runtimes, lifecycles):
     ]
     header = ["metric"] + [rt.name for rt in runtimes] + [f"{rt.name}/{base.name}" for rt in runtimes[1:]]
     lines = [header]
+    def add(label, medians, ratios=True):
+        shown = [f"{m / medians[0]:.2f}x" if ratios else "" for m in medians[1:]]
+        lines.append([label] + [f"{m:.2f}" for m in medians] + shown)
+
     for label, metric, scale in rows:
         medians = [statistics.median(rt.samples[metric]) * scale for rt in runtimes]
-        lines.append([label] + [f"{m:.2f}" for m in medians] + [f"{m / medians[0]:.2f}x" for m in medians[1:]])
+        add(label, medians)
+        if metric == "run+delete":
+            with_seccomp = [statistics.median(rt.samples["run+delete seccomp"]) * scale for rt in runtimes]
+            add("  + seccomp (ms)", with_seccomp)
+            # A difference of two medians: a ratio of it means nothing.
+            add("  seccomp cost (ms)", [s - m for s, m in zip(with_seccomp, medians)], ratios=False)
     rss = [rt.peak_rss_kib / 1024 for rt in runtimes]
     lines.append(["peak RSS (MiB)"] + [f"{r:.1f}" for r in rss] + [f"{r / rss[0]:.2f}x" for r in rss[1:]])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
@@ -185,6 +211,8 @@ def main():
         runtimes.append(Runtime(name, os.path.abspath(path), workdir))
     true_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-true", ["/bin/true"])
     sleep_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "1000"])
+    seccomp_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-seccomp", ["/bin/true"],
+                                 seccomp=docker_like_seccomp())
 
     print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
     try:
@@ -192,6 +220,9 @@ def main():
             order = random.sample(runtimes, len(runtimes))
             for rt in order:
                 run_and_delete(rt, true_bundle, f"{rt.name}-run-{round_no}")
+                rt.measure_rss("run", "--bundle", true_bundle, f"{rt.name}-rss-{round_no}")
+                rt.must("delete", "--force", f"{rt.name}-rss-{round_no}")
+                run_and_delete(rt, seccomp_bundle, f"{rt.name}-seccomp-{round_no}", "run+delete seccomp")
             for rt in order:
                 churn(rt, true_bundle, f"{rt.name}-churn-{round_no}", opts.lifecycles)
             for rt in order:
