@@ -77,6 +77,9 @@ pub struct CgroupHandle {
     /// The cgroup path as resolved from `linux.cgroupsPath` (before per-hierarchy placement).
     pub cgroups_path: String,
     pub dirs: Vec<CgroupDir>,
+    /// Made by a rootless berth (see `CgroupOptions`): `update` leaves device rules out too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rootless: bool,
 }
 
 /// What the lifecycle does with a container's cgroup.
@@ -159,10 +162,11 @@ pub fn for_new_container(
         layout::CgroupPath::RelativeToOwn(_) => layout::own_cgroups()?,
         layout::CgroupPath::Absolute(_) => Vec::new(),
     };
+    let mut handle = plan(&Layout::detect()?, &path, &own)?;
+    handle.rootless = options.rootless;
     let cgroup = Cgroup {
-        handle: plan(&Layout::detect()?, &path, &own)?,
+        handle,
         unified_fd: None,
-        rootless: options.rootless,
         optional: options.rootless && cgroups_path.is_none_or(str::is_empty),
     };
     Ok(manager(cgroup))
@@ -173,7 +177,6 @@ pub fn from_handle(handle: &CgroupHandle) -> Result<Box<dyn CgroupManager>> {
     Ok(manager(Cgroup {
         handle: handle.clone(),
         unified_fd: None,
-        rootless: false,
         optional: false,
     }))
 }
@@ -242,6 +245,7 @@ fn plan(
         driver,
         cgroups_path,
         dirs,
+        rootless: false,
     })
 }
 
@@ -282,8 +286,6 @@ struct Cgroup {
     handle: CgroupHandle,
     /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP.
     unified_fd: Option<OwnedFd>,
-    /// berth has no privilege over the host's cgroups (see `CgroupOptions`).
-    rootless: bool,
     /// Rootless without a cgroupsPath: no permission to create the cgroup means none at all
     /// (an empty `handle.dirs`), not an error.
     optional: bool,
@@ -348,7 +350,7 @@ impl Cgroup {
         target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
     ) -> Result<()> {
         let without_devices;
-        let r = if self.rootless && r.devices().is_some() {
+        let r = if self.handle.rootless && r.devices().is_some() {
             without_devices = r.clone().set_devices(None).clone();
             &without_devices
         } else {

@@ -57,6 +57,7 @@ impl TestCgroup {
                 controllers: Vec::new(),
                 created: false,
             }],
+            rootless: false,
         };
         Some(Self::from_manager(from_handle(&handle).unwrap()))
     }
