@@ -547,12 +547,12 @@ impl Container {
     /// Cgroup dirs of this container's absolute `cgroupsPath`, in every hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         let name = format!("berth-it-{}", self.id);
-        let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
-            return Vec::new();
-        };
-        hierarchies
-            .flatten()
-            .map(|h| h.path().join(&name))
+        let root = Path::new("/sys/fs/cgroup");
+        // v1 and hybrid: one hierarchy per directory below the root; pure v2: the root itself.
+        let below = fs::read_dir(root).into_iter().flatten().flatten();
+        std::iter::once(root.to_path_buf())
+            .chain(below.map(|h| h.path()))
+            .map(|h| h.join(&name))
             .filter(|d| d.is_dir())
             .collect()
     }
