@@ -26,11 +26,10 @@ struct HostUser {
 
 impl HostUser {
     fn new(id: &str) -> HostUser {
-        // Names are at most 32 characters; the container id is unique per test run.
-        let name: String = format!("bt{}", id.replace('-', ""))
-            .chars()
-            .take(31)
-            .collect();
+        // Names are at most 32 characters: keep the id's end, its pid and counter, which make
+        // it unique on the host (ids are ASCII).
+        let compact = id.replace('-', "");
+        let name = format!("bt{}", &compact[compact.len().saturating_sub(30)..]);
         let added = retry_while_locked(|| {
             Command::new("useradd")
                 .args([
