@@ -1,4 +1,6 @@
-//! The id mappings of a new user namespace, written by the parent between clone and Go.
+//! The id mappings of a user namespace: written by the parent into a new one (the container's,
+//! between clone and Go, or the one carrying an idmapped mount's mappings), or checked against a
+//! joined one.
 //!
 //! Root writes them as given. An unprivileged user (rootless) may write only a mapping of its
 //! own uid and gid, and for the gid only after denying setgroups, as the kernel demands; any
