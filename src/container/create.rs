@@ -7,8 +7,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::Signal;
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
 
@@ -239,8 +237,7 @@ impl Rollback<'_> {
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if let Some((pid, pidfd)) = self.init.take() {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL);
-            let _ = waitpid(pid, None);
+            sys::kill_and_reap(pid, pidfd.as_fd());
         }
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.remove();

@@ -9,7 +9,6 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
-use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid, getppid};
 
 use super::IdMaps;
@@ -50,7 +49,6 @@ struct Holder {
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), Signal::SIGKILL);
-        let _ = waitpid(self.pid, None);
+        sys::kill_and_reap(self.pid, self.pidfd.as_fd());
     }
 }

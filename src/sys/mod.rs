@@ -131,6 +131,14 @@ pub fn wait_for_exit(pidfd: BorrowedFd, timeout: Option<std::time::Duration>) ->
     }
 }
 
+/// Best-effort end of a child this process cloned: SIGKILL through its pidfd (a recycled pid
+/// cannot be hit), then reaped so that no zombie stays. For cleanup paths, which have nothing
+/// better to do with an error.
+pub fn kill_and_reap(pid: Pid, pidfd: BorrowedFd) {
+    let _ = pidfd_send_signal(pidfd, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+}
+
 /// pidfd_send_signal(2).
 pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: Signal) -> Result<(), Errno> {
     // SAFETY: plain syscall; a null siginfo means "as kill(2) would send it".
