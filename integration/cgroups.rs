@@ -17,7 +17,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::common::{COMMAND_TIMEOUT, Container, Output, remove_namespace, set_args};
+use crate::common::{
+    COMMAND_TIMEOUT, Container, Output, cgroup_hierarchies, remove_namespace, set_args,
+};
 
 const MIB: i64 = 1024 * 1024;
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -38,20 +40,6 @@ fn layout() -> Layout {
     }
 }
 
-/// Mount points of every cgroup hierarchy (v1 controllers, named v1 hierarchies, cgroup2).
-fn hierarchies() -> Vec<PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (mount, fs) = line.split_once(" - ")?;
-            let fstype = fs.split(' ').next()?;
-            let mount_point = mount.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
-        .collect()
-}
-
 /// The container's cgroup path below each hierarchy's root, without the leading slash.
 fn relative_cgroup(c: &Container) -> PathBuf {
     let path = c
@@ -68,7 +56,10 @@ fn relative_cgroup(c: &Container) -> PathBuf {
 /// The container's cgroup dir in every hierarchy.
 fn cgroup_dirs(c: &Container) -> Vec<PathBuf> {
     let relative = relative_cgroup(c);
-    hierarchies().iter().map(|h| h.join(&relative)).collect()
+    cgroup_hierarchies()
+        .iter()
+        .map(|h| h.join(&relative))
+        .collect()
 }
 
 /// The container's cgroup dir on the cgroup2 mount (the only one on v2 hosts).
@@ -733,15 +724,7 @@ fn ps_pids(c: &Container) -> Vec<i64> {
 fn ps_json_lists_the_init_and_an_execd_process() {
     let c = sleeper(json!({}));
     let init = c.state_json()["pid"].as_i64().expect("pid");
-    let pid_file = c.dir.join("exec.pid");
-    let pid_flag = pid_file.to_str().unwrap();
-    c.exec(&["--detach", "--pid-file", pid_flag], &["sleep", "1000"])
-        .success();
-    let execd: i64 = fs::read_to_string(&pid_file)
-        .expect("exec pid file")
-        .trim()
-        .parse()
-        .expect("pid");
+    let execd = i64::from(c.exec_detached_sleeper());
 
     let mut pids = ps_pids(&c);
     pids.sort_unstable();

@@ -143,13 +143,7 @@ fn delete_force_kills_a_running_container() {
     c.start_sleeper();
     // The leak check must see the container's processes, or it could not see them leak: here
     // one that no `state` output named.
-    let pid_file = c.dir.join("exec.pid");
-    c.exec(
-        &["--detach", "--pid-file", pid_file.to_str().unwrap()],
-        &["sleep", "1000"],
-    )
-    .success();
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    let pid = c.exec_detached_sleeper();
     assert!(c.processes().contains(&pid), "leak check misses pid {pid}");
     assert!(
         !c.leaks().is_empty(),

@@ -13,7 +13,8 @@ use oci_spec::runtime::{
 };
 
 use crate::common::{
-    COMMAND_TIMEOUT, Container, MARKER_ENV, Output, is_berth, remove_namespace, runtime, set_args,
+    COMMAND_TIMEOUT, Container, MARKER_ENV, Output, cgroup_hierarchies, is_berth, remove_namespace,
+    runtime, set_args,
 };
 
 /// An unprivileged user of the host, with /etc/subuid and /etc/subgid ranges (useradd gives
@@ -448,7 +449,7 @@ impl DelegatedCgroup {
     fn new(id: &str, uid: u32, gid: u32) -> DelegatedCgroup {
         let name = format!("/berth-it-{id}");
         let mut dirs = Vec::new();
-        for mount in cgroup_mounts() {
+        for mount in cgroup_hierarchies() {
             let dir = mount.join(&name[1..]);
             fs::create_dir(&dir).unwrap();
             dirs.push(dir.clone());
@@ -512,16 +513,4 @@ impl Drop for DelegatedCgroup {
             let _ = fs::remove_dir(dir);
         }
     }
-}
-
-/// Where each cgroup hierarchy is mounted (v1 controllers and the cgroup2 mount).
-fn cgroup_mounts() -> Vec<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            matches!(fields.get(2), Some(&"cgroup" | &"cgroup2")).then(|| PathBuf::from(fields[1]))
-        })
-        .collect()
 }

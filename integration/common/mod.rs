@@ -50,6 +50,20 @@ pub fn is_berth() -> bool {
     runtime().file_name() == Some(OsStr::new("berth"))
 }
 
+/// Mount points of every cgroup hierarchy (v1 controllers, named v1 hierarchies, cgroup2).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let fstype = fs.split(' ').next()?;
+            let mount_point = mount.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
 /// The shared, read-only template rootfs: `$BERTH_TEST_ROOTFS` (what `make test` passes), or one
 /// built once per test run with `tools/mkrootfs`.
 pub fn rootfs_template() -> &'static Path {
@@ -387,6 +401,17 @@ impl Container {
     #[track_caller]
     pub fn delete_force(&self) -> Output {
         self.cmd(&["delete", "--force", &self.id])
+    }
+
+    /// `exec --detach --pid-file` of a long sleep in the running container; returns its pid.
+    #[track_caller]
+    pub fn exec_detached_sleeper(&self) -> i32 {
+        let pid_file = self.dir.join("exec.pid");
+        let pid_flag = pid_file.to_str().expect("utf-8 temp dir");
+        self.exec(&["--detach", "--pid-file", pid_flag], &["sleep", "1000"])
+            .success();
+        let pid = fs::read_to_string(&pid_file).expect("exec's pid file");
+        pid.trim().parse().expect("a pid in exec's pid file")
     }
 
     /// `exec [flags…] <id> args…`.
