@@ -10,10 +10,10 @@ use std::thread::JoinHandle;
 use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-use oci_spec::runtime::LinuxSeccomp;
+use oci_spec::runtime::{Hooks, LinuxSeccomp};
 use serde_json::{Value, json};
 
-use crate::common::{COMMAND_TIMEOUT, Container, Output, is_berth, runtime};
+use crate::common::{COMMAND_TIMEOUT, Container, Output, is_berth, process_mut, runtime};
 
 /// SIGSYS as the harness reports a killed process: 128 + signal.
 const KILLED_BY_SIGSYS: i32 = 128 + libc::SIGSYS;
@@ -109,6 +109,10 @@ fn default_action_applies_default_errno_ret_to_unlisted_syscalls() {
 /// Every syscall this libseccomp knows on x86_64 except mkdir and mkdirat: an allow-list
 /// the size of Docker's default profile.
 fn allowed_syscalls() -> Vec<String> {
+    known_syscalls_except(&["mkdir", "mkdirat"])
+}
+
+fn known_syscalls_except(left_out: &[&str]) -> Vec<String> {
     let native = libseccomp::ScmpArch::native();
     (0..512)
         .filter_map(|nr| {
@@ -116,7 +120,7 @@ fn allowed_syscalls() -> Vec<String> {
                 .get_name_by_arch(native)
                 .ok()
         })
-        .filter(|name| name != "mkdir" && name != "mkdirat")
+        .filter(|name| !left_out.contains(&name.as_str()))
         .collect()
 }
 
@@ -348,4 +352,48 @@ fn exec_processes_are_filtered_too() {
     let output = container.exec(&[], &["mkdir", "/dev/seccomp-test"]);
     assert!(output.stderr.contains("File name too long"), "{output}");
     container.kill("KILL").success();
+}
+
+/// Runs, under `seccomp`, with noNewPrivileges false (Docker's and Kubernetes' default: the
+/// filter is then loaded before the identity switch) and true, as root and as uid 1000: a
+/// container with a startContainer hook (which runs under the filter), and an exec into it.
+fn every_process_starts_under(seccomp: Value) {
+    for no_new_privileges in [false, true] {
+        for uid in [0, 1000] {
+            let case = format!("noNewPrivileges {no_new_privileges}, uid {uid}");
+            let mut container = with_seccomp(seccomp.clone());
+            container.configure(|spec| {
+                let process = process_mut(spec);
+                process.set_no_new_privileges(Some(no_new_privileges));
+                process.user_mut().set_uid(uid);
+                process.user_mut().set_gid(uid);
+                let hook = serde_json::from_value(json!({"path": "/bin/true"})).expect("hook");
+                let mut hooks = Hooks::default();
+                hooks.set_start_container(Some(vec![hook]));
+                spec.set_hooks(Some(hooks));
+            });
+            container.start_sleeper();
+            let output = container.exec(&[], &["id", "-u"]);
+            assert_eq!(output.stdout, format!("{uid}\n"), "{case}:\n{output}");
+        }
+    }
+}
+
+#[test]
+fn a_profile_older_than_openat2_runs_every_process() {
+    // Lists epoll_pwait2, newer than all four: they get the default action, EPERM, and not
+    // the ENOSYS of the syscalls newer than every one the profile names.
+    let old = ["openat2", "close_range", "faccessat2", "clone3"];
+    every_process_starts_under(json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": known_syscalls_except(&old), "action": "SCMP_ACT_ALLOW"}],
+    }));
+}
+
+#[test]
+fn dockers_profile_runs_every_process() {
+    // Docker 20.10's default profile, as dockerd sent it in a config.json.
+    let profile = include_str!("common/docker-seccomp.json");
+    every_process_starts_under(serde_json::from_str(profile).expect("Docker's profile"));
 }

@@ -33,6 +33,7 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
         let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
         command.env(key, value);
     }
+    sys::spawn_with_fork(&mut command);
     let mut child = command
         .stdin(Stdio::piped())
         .spawn()

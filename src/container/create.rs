@@ -145,7 +145,7 @@ pub fn create(
                 hook_state,
                 extra_mounts,
                 idmapped_mounts,
-                exec_plan: None,
+                prepared: None,
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
         }

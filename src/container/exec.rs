@@ -215,16 +215,15 @@ impl ExecChild<'_> {
             let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;
             process::console::attach_slave(pty)?;
         }
-        process::prepare(process, None)?;
-        filter.before_identity(self.channel)?;
-        process::assume_identity(process)?;
-        filter.after_identity(self.channel)?;
-        let plan = process::prepare_exec(process)?;
+        let prepared = process::prepare(process, None)?;
         process::mark_fds_cloexec(3 + self.request.preserve_fds)?;
+        filter.before_identity(self.channel)?;
+        prepared.assume_identity()?;
+        filter.after_identity(self.channel)?;
         process::set_final_cpu_affinity(process)?;
         filter.before_exec(self.channel)?;
         // The process outlives a detached `berth exec` by design.
         sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
-        plan.exec()
+        prepared.exec()
     }
 }

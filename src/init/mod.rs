@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount};
 
 use crate::hooks;
 use crate::namespaces::NamespacePlan;
-use crate::process::{self, ExecPlan};
+use crate::process::{self, Prepared};
 use crate::rootfs::{self, IdmappedMounts, RootfsOptions};
 use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
@@ -43,8 +43,8 @@ pub struct InitArgs<'a> {
     /// Idmapped mounts the runtime made (inherited close-on-exec fds), attached by the rootfs
     /// setup.
     pub idmapped_mounts: IdmappedMounts,
-    /// Filled in by setup: the program to exec once started.
-    pub exec_plan: Option<ExecPlan>,
+    /// Filled in by setup: the process to exec once started.
+    pub prepared: Option<Prepared>,
     pub seccomp: PendingFilter,
 }
 
@@ -105,13 +105,16 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         set_up_console(args.bundle, socket)?;
     }
     entered.finish(spec)?;
-    let process = args.bundle.process();
-    process::prepare(process, args.bundle.linux().personality().as_ref())?;
+    // Resolves the program now, so that a missing one fails `create`, as with runc.
+    let prepared = process::prepare(
+        args.bundle.process(),
+        args.bundle.linux().personality().as_ref(),
+    )?;
+    process::mark_fds_cloexec(3 + args.preserved_fds)?;
     args.seccomp.before_identity(&args.channel)?;
-    process::assume_identity(process)?;
+    prepared.assume_identity()?;
     args.seccomp.after_identity(&args.channel)?;
-    // Resolved now, so that a missing program fails `create`, as with runc.
-    args.exec_plan = Some(process::prepare_exec(process)?);
+    args.prepared = Some(prepared);
     // Past this point the creator exits by design: its death must not kill us.
     sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
     args.channel.send(&Message::Ready)
@@ -163,9 +166,8 @@ fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
 
 fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
     run_hooks(&args, "startContainer", "created")?;
-    process::mark_fds_cloexec(3 + args.preserved_fds)?;
     process::set_final_cpu_affinity(args.bundle.process())?;
     args.seccomp.before_exec(&args.channel)?;
-    let plan = args.exec_plan.take().context("setup resolved no program")?;
-    plan.exec()
+    let prepared = args.prepared.take().context("setup prepared no process")?;
+    prepared.exec()
 }

@@ -28,7 +28,9 @@ pub struct ExecPlan {
 
 /// Resolves `args[0]` inside the container (via PATH from `process.env`) and prepares the
 /// environment: duplicates removed (the last value wins), HOME from the container's /etc/passwd
-/// when missing, `TERM=xterm` for a terminal. Call after `apply` (lookups run as the final user).
+/// when missing, `TERM=xterm` for a terminal. Runs as root, before a seccomp filter may be
+/// loaded (runc looks the program up as the final user, after it): the final user's permission
+/// to run the program is execve's to check.
 pub fn prepare_exec(process: &Process) -> Result<ExecPlan> {
     let args = process.args().as_deref().unwrap_or_default();
     let name = args
@@ -67,7 +69,7 @@ pub fn prepare_exec(process: &Process) -> Result<ExecPlan> {
 }
 
 impl ExecPlan {
-    /// execve; returns only on failure.
+    /// execve; returns only on failure. Nothing else here: a seccomp filter may be in force.
     pub fn exec(self) -> Result<Infallible> {
         let errno = sys::execve(&self.program, &self.args, &self.env);
         Err(anyhow!(

@@ -1,6 +1,8 @@
 //! The process's identity, in the order the kernel requires: supplementary groups, gid, uid
 //! (with PR_SET_KEEPCAPS so permitted capabilities survive leaving uid 0), then the capability
-//! sets, then no_new_privs.
+//! sets, then no_new_privs. The capability plan and the supplementary groups come before a
+//! seccomp filter may be loaded (they read /proc and the kernel's capability list); the rest
+//! makes only the calls runc makes after it.
 
 use std::io::Read;
 use std::str::FromStr;
@@ -85,11 +87,17 @@ pub fn limit_bounding_set(plan: &CapabilityPlan) -> Result<()> {
     Ok(())
 }
 
-/// Always called, also with an empty list: the host's supplementary groups must not leak in.
-/// Except where the kernel forbids it: a user namespace set up by an unprivileged user has
-/// setgroups denied, and the user's own groups stay (unmapped, as nogroup), as with runc.
-fn set_supplementary_groups(groups: &[Gid]) -> Result<()> {
-    match setgroups(groups) {
+/// `user.additionalGids`; always set, also when empty: the host's supplementary groups must not
+/// leak in. Except where the kernel forbids it: a user namespace set up by an unprivileged user
+/// has setgroups denied, and the user's own groups stay (unmapped, as nogroup), as with runc.
+pub fn set_supplementary_groups(user: &User) -> Result<()> {
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|&gid| Gid::from_raw(gid))
+        .collect();
+    match setgroups(&groups) {
         Ok(()) => Ok(()),
         Err(Errno::EPERM) if groups.is_empty() && setgroups_denied()? => Ok(()),
         Err(Errno::EPERM) if setgroups_denied()? => bail!(
@@ -107,17 +115,10 @@ fn setgroups_denied() -> Result<bool> {
     Ok(policy.trim() == "deny")
 }
 
-/// setgroups(additionalGids), setresgid, setresuid. With `keep_permitted` (capabilities are
-/// configured), PR_SET_KEEPCAPS keeps the permitted set across the switch to a non-zero uid; the
-/// caller then sets the configured sets explicitly.
+/// setresgid, setresuid (after [`set_supplementary_groups`]). With `keep_permitted`
+/// (capabilities are configured), PR_SET_KEEPCAPS keeps the permitted set across the switch to
+/// a non-zero uid; the caller then sets the configured sets explicitly.
 pub fn switch_user(user: &User, keep_permitted: bool) -> Result<()> {
-    let groups: Vec<Gid> = user
-        .additional_gids()
-        .iter()
-        .flatten()
-        .map(|&gid| Gid::from_raw(gid))
-        .collect();
-    set_supplementary_groups(&groups)?;
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid)
         .map_err(|e| anyhow!("process.user.gid {gid}: setresgid: {}", e.desc()))?;

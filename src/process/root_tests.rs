@@ -214,7 +214,7 @@ fn cwd_symlinks_resolve_inside_the_root() {
         std::fs::create_dir_all(rootfs.join("etc"))?;
         std::os::unix::fs::symlink("../../../../../etc", rootfs.join("escape"))?;
         nix::unistd::chroot(&rootfs)?;
-        apply(&process(json!({"cwd": "/escape"})), None)?;
+        cwd::enter(std::path::Path::new("/escape"))?;
         // Inside the chroot, /etc is the rootfs's own (empty) etc.
         Ok(format!(
             "{} {}",
@@ -326,8 +326,8 @@ fn exec_runs_the_program_with_runc_s_environment() {
             "env": ["PATH=/usr/bin:/bin", "FOO=1", "FOO=2"],
             "terminal": true
         }));
-        let plan = prepare_exec(&p)?;
-        match plan.exec()? {}
+        let prepared = prepare(&p, None)?;
+        match prepared.exec()? {}
     });
     assert!(run.report.is_none(), "exec returned: {:?}", run.report);
     assert!(run.stdout.contains("ENV:/root:xterm:2:1"), "{}", run.stdout);
@@ -454,6 +454,5 @@ fn an_ambient_capability_that_cannot_be_raised_is_skipped() {
 
 /// What the init does, less seccomp: settings, then identity.
 fn apply(process: &Process, personality: Option<&LinuxPersonality>) -> anyhow::Result<()> {
-    prepare(process, personality)?;
-    assume_identity(process)
+    prepare(process, personality)?.assume_identity()
 }

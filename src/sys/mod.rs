@@ -191,6 +191,18 @@ pub fn set_child_subreaper() -> Result<(), Errno> {
     Errno::result(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
 }
 
+/// Makes `command` start its child with fork(2), which glibc implements with the clone syscall,
+/// instead of posix_spawn, which it implements with clone3 and falls back from only on ENOSYS.
+/// A hook may run under the container's seccomp filter (startContainer, as in runc), and a
+/// profile that names syscalls newer than clone3 but not clone3 answers it with EPERM.
+pub fn spawn_with_fork(command: &mut std::process::Command) {
+    // std uses posix_spawn only for commands without a pre_exec closure.
+    // SAFETY: the closure does nothing, which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, || Ok(()));
+    }
+}
+
 /// Ends the calling process at once: no atexit handlers, no stdio flushing of
 /// buffers the parent also owns. The right exit for a forked child.
 pub fn exit_now(code: i32) -> ! {
