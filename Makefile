@@ -15,13 +15,14 @@ BERTH_BIN ?= $(CURDIR)/target/release/berth
 # Tests mostly wait on child processes, so more threads than cores is fine.
 TEST_THREADS ?= 4
 
-.PHONY: help build rootfs test test-unit test-integration test-vm demo install bench lint require-root
+.PHONY: help build rootfs test test-unit test-integration test-engines test-vm demo install bench lint require-root
 
 help:
 	@echo "make build             cargo build --release"
 	@echo "make rootfs            busybox rootfs in build/rootfs (from busybox-static)"
 	@echo "make test              unit + integration + VM tests (root)"
 	@echo "make test-integration  integration tests only; BERTH_BIN=/usr/sbin/runc to compare"
+	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
 	@echo "make demo              build, then run a real container with berth"
 	@echo "make install           install berth to $(PREFIX)/sbin"
 	@echo "make bench             berth vs runc vs crun, side by side (root)"
@@ -46,6 +47,12 @@ test-unit:
 test-integration: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) \
 		$(CARGO) test --release --test integration -- --test-threads $(TEST_THREADS)
+
+# Docker and podman (and containerd) with berth as their runtime, each scenario also with runc
+# as the control. Each engine runs privately, started and stopped by the tests.
+test-engines: require-root build rootfs
+	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) \
+		$(CARGO) test --release --test engines -- --test-threads $(TEST_THREADS)
 
 # The cgroup tests again, in a QEMU VM with a pure cgroup v2 hierarchy (tools/vm/README.md):
 # this host kind is cgroup v1 hybrid.

@@ -165,6 +165,36 @@ impl Spawned {
     }
 }
 
+/// Starts `program args` with stdin from /dev/null and stdout and stderr in
+/// `<io_dir>/<name>.out` and `.err` (`adjust` may change any of that).
+pub fn spawn_captured(
+    program: &Path,
+    args: &[&str],
+    io_dir: &Path,
+    name: &str,
+    adjust: impl FnOnce(&mut Command),
+) -> Spawned {
+    fs::create_dir_all(io_dir).expect("create io dir");
+    let stdout = io_dir.join(format!("{name}.out"));
+    let stderr = io_dir.join(format!("{name}.err"));
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout).expect("create stdout file"))
+        .stderr(File::create(&stderr).expect("create stderr file"));
+    adjust(&mut command);
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    Spawned {
+        child,
+        command: render(program, args),
+        stdout,
+        stderr,
+    }
+}
+
 /// Polls with a growing sleep: cheap for commands that exit in a millisecond, gentle on the CPU
 /// for the slow ones.
 pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -326,26 +356,10 @@ impl Container {
     ) -> Spawned {
         let n = self.spawn_counter.fetch_add(1, Ordering::Relaxed);
         let io_dir = self.dir.join("io");
-        fs::create_dir_all(&io_dir).expect("create io dir");
-        let stdout = io_dir.join(format!("{n}.out"));
-        let stderr = io_dir.join(format!("{n}.err"));
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("create stdout file"))
-            .stderr(File::create(&stderr).expect("create stderr file"));
-        adjust(&mut command);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
-        Spawned {
-            child,
-            command: render(program, args),
-            stdout,
-            stderr,
-        }
+        spawn_captured(program, args, &io_dir, &n.to_string(), |command| {
+            command.current_dir(&self.dir);
+            adjust(command);
+        })
     }
 
     /// `$BERTH_BIN --root <root> args…`, waited for (at most [`COMMAND_TIMEOUT`]).
@@ -659,11 +673,11 @@ pub fn remove_namespace(spec: &mut Spec, kind: LinuxNamespaceType) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn all_pids() -> Vec<i32> {
+pub fn all_pids() -> Vec<i32> {
     fs::read_dir("/proc")
         .expect("read /proc")
         .flatten()
@@ -685,12 +699,12 @@ pub fn start_time(pid: i32) -> Option<u64> {
 
 /// A dead process reparented to PID 1, waiting for PID 1 to reap it: it holds nothing but a
 /// pid, and reaping it is PID 1's job, not the runtime's.
-fn is_orphaned_zombie(pid: i32) -> bool {
+pub fn is_orphaned_zombie(pid: i32) -> bool {
     stat_fields(pid)
         .is_some_and(|f| f.first().is_some_and(|s| s == "Z") && f.get(1).is_some_and(|p| p == "1"))
 }
 
-fn describe_process(pid: i32) -> String {
+pub fn describe_process(pid: i32) -> String {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
     let (state, ppid) = stat_fields(pid)
@@ -733,7 +747,7 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 }
 
 /// Cgroup dirs can only be removed leaf first, with rmdir (their files are not removable).
-fn remove_cgroup_tree(dir: &Path) {
+pub fn remove_cgroup_tree(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -1,0 +1,130 @@
+//! Docker (Debian's docker.io 20.10) with berth registered as a runtime: a private dockerd on
+//! a private containerd, the everyday scenarios of `scenarios` and Docker's own.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::harness::containerd::Containerd;
+use crate::harness::daemon::Daemon;
+use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
+use crate::harness::{Runtime, at_exit, engine_scenarios, image_tar, private_dir, traces};
+
+/// The Docker CLI of Debian's docker.io (not whatever `docker` comes first in PATH).
+const DOCKER_CLI: &str = "/usr/bin/docker";
+
+/// The private Docker of this test process, started on first use.
+pub fn docker() -> &'static Engine {
+    static DOCKER: OnceLock<Engine> = OnceLock::new();
+    DOCKER.get_or_init(start)
+}
+
+/// Starts containerd and dockerd with everything under `private_dir("docker")`, berth
+/// registered as runtime `berth` (runc is Docker's built-in `runc`), no networking set up
+/// (no bridge, no iptables), containers under the cgroup `/berth-engines-<pid>-docker`; loads
+/// the test image; registers the teardown.
+fn start() -> Engine {
+    let dir = private_dir("docker");
+    let cgroup_parent = format!("/berth-engines-{}-docker", std::process::id());
+    let containerd = Containerd::start(&dir.join("containerd"), false, "");
+
+    let config = serde_json::json!({
+        "runtimes": { "berth": { "path": Runtime::Berth.binary() } },
+        // Where dockerd 20.10 keeps its identity key; default /etc/docker/key.json.
+        "deprecated-key-path": dir.join("key.json"),
+    });
+    let config_file = dir.join("daemon.json");
+    fs::write(&config_file, config.to_string()).expect("write daemon.json");
+
+    let socket = dir.join("docker.sock");
+    let host = format!("unix://{}", socket.display());
+    let exec_root = dir.join("exec");
+    let mut dockerd = Command::new("dockerd");
+    dockerd
+        .arg("--config-file")
+        .arg(&config_file)
+        .arg("--containerd")
+        .arg(&containerd.socket)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(&exec_root)
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .args(["--host", &host])
+        .args(["--storage-driver", "overlay2"])
+        .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+        .args(["--ip-masq=false", "--ip-forward=false"])
+        .args(["--cgroup-parent", &cgroup_parent])
+        .current_dir(&dir);
+    let cli_config = dir.join("cli");
+    let engine = Engine {
+        kind: Kind::Docker,
+        program: PathBuf::from(DOCKER_CLI),
+        global_args: vec!["--host".to_string(), host],
+        env: vec![("DOCKER_CONFIG".to_string(), cli_config.into_os_string())],
+        run_args: Vec::new(),
+        cgroup_parent,
+        runtime_roots: [Runtime::Berth, Runtime::Runc]
+            .map(|r| exec_root.join(format!("runtime-{}/moby", r.name())))
+            .into(),
+    };
+    let info = |engine: &Engine| {
+        engine
+            .spawn(&["info"], &dir.join("io"), "info", |_| {})
+            .wait(ENGINE_TIMEOUT)
+    };
+    let dockerd = Daemon::start("dockerd", dockerd, &dir.join("dockerd.log"), || {
+        info(&engine).code == 0
+    });
+    let teardown_engine = engine.clone();
+    at_exit(move || teardown(&teardown_engine, dockerd, containerd));
+
+    let tar = image_tar().to_str().expect("utf-8 run dir");
+    let load = engine
+        .spawn(&["load", "--input", tar], &dir.join("io"), "load", |_| {})
+        .wait(ENGINE_TIMEOUT);
+    assert_eq!(load.code, 0, "docker load failed:\n{load}");
+    engine
+}
+
+/// Removes every container of this Docker, stops dockerd and containerd by PID, and removes
+/// what they leave; returns what should not have been there.
+fn teardown(engine: &Engine, dockerd: Daemon, containerd: Containerd) -> Vec<String> {
+    let dir = private_dir("docker");
+    let io = dir.join("io");
+    let mut leftovers = Vec::new();
+    let ps = engine
+        .spawn(
+            &["ps", "--all", "--quiet", "--no-trunc"],
+            &io,
+            "ps-all",
+            |_| {},
+        )
+        .wait(ENGINE_TIMEOUT);
+    let ids: Vec<&str> = ps.stdout.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut rm = vec!["rm", "--force"];
+        rm.extend_from_slice(&ids);
+        engine
+            .spawn(&rm, &io, "rm-all", |_| {})
+            .wait(ENGINE_TIMEOUT);
+    }
+    leftovers.extend(dockerd.stop());
+    leftovers.extend(containerd.daemon.stop());
+    leftovers.extend(traces::kill_processes_mentioning(&engine.cgroup_parent));
+    leftovers.extend(traces::remove_cgroup_parent(&engine.cgroup_parent, &[]));
+    leftovers.extend(traces::scrub_dir(&dir));
+    leftovers
+}
+
+engine_scenarios! {
+    engine: docker(), session: Session, scenarios: crate::scenarios;
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_exit_code,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    exec_exit_code,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    memory_limit,
+}

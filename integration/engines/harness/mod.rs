@@ -1,0 +1,169 @@
+//! What the engine suites share: the runtimes under test, this process's run directory and its
+//! teardown, the test image, private daemons and the checks that a container left nothing behind.
+
+pub mod cgroup;
+pub mod containerd;
+pub mod daemon;
+pub mod engine;
+pub mod traces;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, Once, OnceLock};
+
+use crate::common;
+
+/// Name every engine knows the test image by: fully qualified, so that no engine tries a
+/// registry or asks which one it meant.
+pub const IMAGE: &str = "localhost/berth-busybox:latest";
+
+/// The runtime an engine is told to use for one scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runtime {
+    /// The binary under test: `$BERTH_BIN`, default the berth cargo built.
+    Berth,
+    /// The control: Debian's runc, /usr/sbin/runc (Docker's built-in `runc` finds it in PATH).
+    Runc,
+}
+
+impl Runtime {
+    /// The name the engines register it under (`docker run --runtime <name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Berth => "berth",
+            Runtime::Runc => "runc",
+        }
+    }
+
+    pub fn binary(self) -> PathBuf {
+        match self {
+            Runtime::Berth => common::runtime().to_path_buf(),
+            Runtime::Runc => PathBuf::from("/usr/sbin/runc"),
+        }
+    }
+}
+
+/// Generates one `#[test]` per scenario and runtime: `berth::<scenario>` and `runc::<scenario>`,
+/// each calling `$scenarios::<scenario>(&Session::new(&$engine, runtime))`.
+///
+/// A scenario that berth fails because of a known, open bug is marked
+/// `#[known_bug("issue N.M: what")]`: its berth test is then `#[ignore]`d (run it with
+/// `-- --ignored`), its runc control still runs. Remove the mark when the fix lands.
+macro_rules! engine_scenarios {
+    (
+        engine: $engine:expr, session: $session:path, scenarios: $scenarios:path;
+        $( $(#[known_bug($why:literal)])? $name:ident, )*
+    ) => {
+        pub mod berth {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                $(#[ignore = $why])?
+                fn $name() {
+                    use $scenarios as scenarios;
+                    scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Berth));
+                }
+            )*
+        }
+        pub mod runc {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    use $scenarios as scenarios;
+                    scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Runc));
+                }
+            )*
+        }
+    };
+}
+pub(crate) use engine_scenarios;
+
+/// This test process's directory for daemons, the image and test files:
+/// `/tmp/berth-engines-<pid>`, short because unix socket paths inside must stay < 108 bytes.
+/// Removed at exit (see [`at_exit`]).
+pub fn run_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the engine tests must run as root"
+        );
+        let dir = std::env::temp_dir().join(format!("berth-engines-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("create the run dir");
+        // Registered first, so it runs last: after every daemon's own teardown.
+        at_exit(|| traces::scrub_dir(run_dir()));
+        dir
+    })
+}
+
+/// A directory of its own under the run dir (`name` must be unique in this process).
+pub fn private_dir(name: &str) -> PathBuf {
+    let dir = run_dir().join(name);
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+type Teardown = Box<dyn FnOnce() -> Vec<String> + Send>;
+
+static TEARDOWNS: Mutex<Vec<Teardown>> = Mutex::new(Vec::new());
+
+/// Runs `teardown` when this test process exits, also after failed tests (libtest exits through
+/// `exit`, which runs `atexit` handlers), last registered first. A teardown returns what it
+/// found left behind; if any did, the process exits 1 after listing them, so the run fails even
+/// though every test passed.
+pub fn at_exit(teardown: impl FnOnce() -> Vec<String> + Send + 'static) {
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a plain `extern "C"` function without arguments; it runs once, at
+        // exit, on the exiting thread.
+        let rc = unsafe { libc::atexit(run_teardowns) };
+        assert_eq!(rc, 0, "atexit failed");
+    });
+    TEARDOWNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(teardown));
+}
+
+extern "C" fn run_teardowns() {
+    let mut leftovers = Vec::new();
+    loop {
+        let next = TEARDOWNS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let Some(teardown) = next else { break };
+        // A panic must not unwind out of an `extern "C"` function; report it as a leftover.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(teardown)) {
+            Ok(found) => leftovers.extend(found),
+            Err(_) => leftovers.push("a teardown panicked (see above)".to_string()),
+        }
+    }
+    if !leftovers.is_empty() {
+        eprintln!(
+            "engine teardown: left behind (now removed where possible):\n  {}",
+            leftovers.join("\n  ")
+        );
+        // SAFETY: ends the process without running the remaining exit handlers, which is what
+        // exit would do next anyway; only the exit status differs.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// The test image as a tar every engine loads (`tools/mkimage` of the test rootfs), built once
+/// per test process.
+pub fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = run_dir().join("busybox.tar");
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tools/mkimage"))
+            .arg(common::rootfs_template())
+            .arg(IMAGE)
+            .arg(&tar)
+            .status()
+            .expect("cannot run tools/mkimage");
+        assert!(status.success(), "tools/mkimage failed");
+        tar
+    })
+}

@@ -1,0 +1,153 @@
+//! podman (Debian's 4.3, through conmon) with berth registered as a runtime: private
+//! containers.conf, storage and state, the everyday scenarios of `scenarios` and podman's own.
+//!
+//! podman has no daemon: each command is the engine, and conmon watches each container. What
+//! makes it private is its configuration (`CONTAINERS_CONF` and friends, handed on to conmon so
+//! that its cleanup command sees the same) and its `--root`/`--runroot`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
+use crate::harness::{Runtime, at_exit, engine_scenarios, image_tar, private_dir, traces};
+
+/// The private podman of this test process, set up on first use.
+pub fn podman() -> &'static Engine {
+    static PODMAN: OnceLock<Engine> = OnceLock::new();
+    PODMAN.get_or_init(set_up)
+}
+
+/// Writes the configuration under `private_dir("podman")`, loads the test image, registers the
+/// teardown.
+fn set_up() -> Engine {
+    let dir = private_dir("podman");
+    let storage = dir.join("storage");
+    let run = dir.join("run");
+    let env = write_config(&dir, &storage, &run);
+    let engine = Engine {
+        kind: Kind::Podman,
+        program: PathBuf::from("podman"),
+        global_args: ["--root", path(&storage), "--runroot", path(&run)]
+            .map(String::from)
+            .into(),
+        env,
+        run_args: [
+            "--pull",
+            "never",
+            "--cgroup-parent",
+            &format!("/berth-engines-{}-podman", std::process::id()),
+        ]
+        .map(String::from)
+        .into(),
+        cgroup_parent: format!("/berth-engines-{}-podman", std::process::id()),
+        // conmon passes no --root: each runtime's default.
+        runtime_roots: vec![PathBuf::from("/run/berth"), PathBuf::from("/run/runc")],
+    };
+    let teardown_engine = engine.clone();
+    at_exit(move || teardown(&teardown_engine));
+
+    let tar = path(image_tar());
+    let load = engine
+        .spawn(&["load", "--input", tar], &dir.join("io"), "load", |_| {})
+        .wait(ENGINE_TIMEOUT);
+    assert_eq!(load.code, 0, "podman load failed:\n{load}");
+    engine
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 run dir")
+}
+
+/// containers.conf, storage.conf and an empty registries.conf in `dir`; returns the
+/// environment that makes podman (and conmon's cleanup command) read them and nothing else.
+fn write_config(dir: &Path, storage: &Path, run: &Path) -> Vec<(String, OsString)> {
+    let env: Vec<(String, PathBuf)> = [
+        ("CONTAINERS_CONF", "containers.conf"),
+        ("CONTAINERS_STORAGE_CONF", "storage.conf"),
+        ("CONTAINERS_REGISTRIES_CONF", "registries.conf"),
+    ]
+    .map(|(var, file)| (var.to_string(), dir.join(file)))
+    .into();
+    let conmon_env = env
+        .iter()
+        .map(|(var, file)| format!(r#""{var}={}""#, file.display()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let containers_conf = format!(
+        r#"[containers]
+# This host withholds CAP_SYS_RESOURCE: podman's default (the hard limit raised to 1048576)
+# cannot be set by any runtime.
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+log_driver = "k8s-file"
+
+[network]
+network_backend = "cni"
+network_config_dir = "{dir}/cni"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{dir}/events.log"
+lock_type = "file"
+tmp_dir = "{dir}/tmp"
+static_dir = "{storage}/libpod"
+volume_path = "{storage}/volumes"
+conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", {conmon_env}]
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "berth"]
+
+[engine.runtimes]
+berth = ["{berth}"]
+runc = ["{runc}"]
+"#,
+        dir = dir.display(),
+        storage = storage.display(),
+        berth = Runtime::Berth.binary().display(),
+        runc = Runtime::Runc.binary().display(),
+    );
+    let storage_conf = format!(
+        "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        storage.display(),
+        run.display()
+    );
+    fs::write(dir.join("containers.conf"), containers_conf).expect("write containers.conf");
+    fs::write(dir.join("storage.conf"), storage_conf).expect("write storage.conf");
+    fs::write(dir.join("registries.conf"), "").expect("write registries.conf");
+    env.into_iter()
+        .map(|(var, file)| (var, file.into_os_string()))
+        .collect()
+}
+
+/// Removes every container (conmon goes with them) and what they leave; returns what should
+/// not have been there.
+fn teardown(engine: &Engine) -> Vec<String> {
+    let dir = private_dir("podman");
+    let rm = engine
+        .spawn(
+            &["rm", "--all", "--force", "--time", "0"],
+            &dir.join("io"),
+            "rm-all",
+            |_| {},
+        )
+        .wait(ENGINE_TIMEOUT);
+    let mut leftovers = Vec::new();
+    if rm.code != 0 {
+        leftovers.push(format!("podman rm --all failed:\n{rm}"));
+    }
+    leftovers.extend(traces::kill_processes_mentioning(&engine.cgroup_parent));
+    // conmon's cgroup: all conmons of this podman share it.
+    leftovers.extend(traces::remove_cgroup_parent(
+        &engine.cgroup_parent,
+        &["conmon"],
+    ));
+    leftovers.extend(traces::scrub_dir(&dir));
+    leftovers
+}
+
+engine_scenarios! {
+    engine: podman(), session: Session, scenarios: crate::scenarios;
+    run_exit_code,
+    exec_exit_code,
+    memory_limit,
+}
