@@ -16,6 +16,7 @@ mod console;
 mod errors;
 mod exec;
 mod faults;
+mod frozen_cgroups;
 mod hooks;
 mod idmap;
 mod lifecycle;

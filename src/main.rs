@@ -167,6 +167,7 @@ fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
         pid_file: absolute(args.pid_file)?,
         console,
         preserve_fds: args.preserve_fds,
+        ignore_paused: args.ignore_paused,
     };
     container::exec(root, &args.id, request)
 }

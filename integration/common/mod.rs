@@ -598,6 +598,11 @@ impl Container {
 
     /// Removes whatever the runtime left: kill processes, unmount, remove cgroups and files.
     fn scrub(&self) {
+        // A frozen process would keep its SIGKILL pending (cgroup v1 freezer).
+        for dir in self.cgroup_dirs() {
+            let _ = fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = fs::write(dir.join("cgroup.freeze"), "0");
+        }
         for pid in self.processes() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),

@@ -175,6 +175,9 @@ pub struct ExecArgs {
     /// Pass this many fds from 3 on into the process
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,
+    /// Exec in a paused container too (the process runs once it is resumed)
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     /// The process flags and the command line; declared after the id so the
     /// command's positional arguments come last.

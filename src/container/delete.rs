@@ -2,13 +2,13 @@
 //! only operation that must work whatever state the container was left in,
 //! including by a runtime killed in the middle of `create`.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
 use super::state::{StateRoot, Status};
-use super::{Container, NotFound, wait_for_exit};
+use super::{Container, NotFound, thaw_after_sigkill, wait_until_killed};
 use crate::{hooks, logging, sys};
 
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
@@ -33,21 +33,27 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     destroy(container)
 }
 
-/// SIGKILL the init (and a creator that is still at work) and wait until they are gone.
+/// SIGKILL the init (and a creator that is still at work), thaw a paused container so that the
+/// signal is delivered, and wait until they are gone.
 fn stop(container: &Container) -> Result<()> {
-    for process in [container.state.creator, container.state.init]
+    let living: Vec<(i32, OwnedFd)> = [container.state.creator, container.state.init]
         .into_iter()
         .flatten()
-    {
-        let Ok(pidfd) = sys::pidfd_open(process.pid()) else {
-            continue;
-        };
-        if !process.is_alive() {
-            continue;
-        }
+        .filter_map(|process| {
+            let pidfd = sys::pidfd_open(process.pid()).ok()?;
+            // Checked after opening: the pidfd then refers to this very process.
+            process.is_alive().then_some((process.pid, pidfd))
+        })
+        .collect();
+    for (pid, pidfd) in &living {
         sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL)
-            .with_context(|| format!("killing process {}", process.pid))?;
-        wait_for_exit(&pidfd)?;
+            .with_context(|| format!("killing process {pid}"))?;
+    }
+    if let Some(cgroup) = container.state.cgroup_manager()? {
+        thaw_after_sigkill(cgroup.as_ref())?;
+    }
+    for (pid, pidfd) in &living {
+        wait_until_killed(pidfd).with_context(|| format!("process {pid}"))?;
     }
     Ok(())
 }
@@ -57,6 +63,7 @@ fn destroy(container: Container) -> Result<()> {
         // Without a pid namespace of its own the container's processes do not
         // die with its init; its cgroup still holds every one of them.
         cgroup.kill_all(Signal::SIGKILL)?;
+        thaw_after_sigkill(cgroup.as_ref())?;
         cgroup.remove()?;
     }
     let hooks = container.state.config.hooks().as_ref();

@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 use super::Container;
 use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
-use super::state::{StateRoot, write_atomically};
+use super::state::{StateRoot, Status, write_atomically};
 use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, clone_flag};
 use crate::process;
@@ -30,11 +30,13 @@ pub struct ExecRequest {
     pub pid_file: Option<PathBuf>,
     pub console: ConsoleTarget,
     pub preserve_fds: i32,
+    /// Exec in a paused container too.
+    pub ignore_paused: bool,
 }
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let mut target = ExecTarget::load(root, id)?;
+    let mut target = ExecTarget::load(root, id, request.ignore_paused)?;
     // Exec'd processes get the container's filter, as with runc.
     let filter = (target.seccomp.as_ref())
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
@@ -105,11 +107,17 @@ struct ExecTarget {
 }
 
 impl ExecTarget {
-    fn load(root: &StateRoot, id: &str) -> Result<ExecTarget> {
+    fn load(root: &StateRoot, id: &str, ignore_paused: bool) -> Result<ExecTarget> {
         let container = Container::load(root, id)?;
         let status = container.status();
-        if !status.can_exec() {
-            bail!("cannot exec in container {id}: it is {}", status.name());
+        if !status.can_exec(ignore_paused) {
+            // runc's words.
+            let hint = if status == Status::Paused {
+                " (use --ignore-paused to override)"
+            } else {
+                ""
+            };
+            bail!("cannot exec in a {} container{hint}", status.name());
         }
         let linux = container.state.config.linux().as_ref();
         Ok(ExecTarget {

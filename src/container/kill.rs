@@ -7,8 +7,8 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
-use super::Container;
 use super::state::StateRoot;
+use super::{Container, thaw_after_sigkill};
 use crate::sys;
 
 pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()> {
@@ -17,16 +17,21 @@ pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()>
     if !status.can_kill() {
         bail!("cannot kill container {id}: it is {}", status.name());
     }
+    let cgroup = container.state.cgroup_manager()?;
     if all {
-        let cgroup = container
-            .state
-            .cgroup_manager()?
-            .context("the container has no cgroup")?;
-        return cgroup.kill_all(signal);
+        cgroup
+            .as_ref()
+            .context("the container has no cgroup")?
+            .kill_all(signal)?;
+    } else {
+        let pidfd = container.init_pidfd()?;
+        sys::pidfd_send_signal(pidfd.as_fd(), signal)
+            .with_context(|| format!("sending {signal} to the container's init"))?;
     }
-    let pidfd = container.init_pidfd()?;
-    sys::pidfd_send_signal(pidfd.as_fd(), signal)
-        .with_context(|| format!("sending {signal} to the container's init"))
+    match cgroup {
+        Some(cgroup) if signal == Signal::SIGKILL => thaw_after_sigkill(cgroup.as_ref()),
+        _ => Ok(()),
+    }
 }
 
 /// runc's forms: `9`, `KILL`, `SIGKILL` (any case).

@@ -16,8 +16,9 @@ pub mod state;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use nix::fcntl::{Flock, FlockArg};
 
 pub use create::{ConsoleTarget, CreateOptions, create};
@@ -29,6 +30,7 @@ pub use resources::{events, pause, resume, update};
 pub use run::{RunOptions, run};
 pub use start::start;
 
+use crate::cgroups::CgroupManager;
 use crate::sys;
 use state::{State, StateRoot, Status};
 
@@ -94,9 +96,28 @@ impl Container {
     }
 }
 
-/// Waits until the process behind `pidfd` has exited (it need not be our child).
-pub fn wait_for_exit(pidfd: &OwnedFd) -> Result<()> {
-    sys::wait_for_exit(pidfd.as_fd(), None)
-        .map(drop)
-        .context("waiting for the process to exit")
+/// How long a process may take to die after SIGKILL, as long as runc's `delete --force` waits.
+/// One that takes longer hangs in the kernel, and waiting on would hang the caller with it.
+const DEATH_AFTER_SIGKILL: Duration = Duration::from_secs(10);
+
+/// Waits until the process behind `pidfd` (it need not be our child), sent SIGKILL, has exited.
+pub fn wait_until_killed(pidfd: &OwnedFd) -> Result<()> {
+    let exited = sys::wait_for_exit(pidfd.as_fd(), Some(DEATH_AFTER_SIGKILL))
+        .context("waiting for the process to exit")?;
+    ensure!(
+        exited,
+        "still running {}s after SIGKILL",
+        DEATH_AFTER_SIGKILL.as_secs()
+    );
+    Ok(())
+}
+
+/// Call after sending SIGKILL into the container: the cgroup v1 freezer keeps a frozen task
+/// with the signal pending until it is thawed, so a paused container is thawed (as runc does).
+pub fn thaw_after_sigkill(cgroup: &dyn CgroupManager) -> Result<()> {
+    // No freezer (is_frozen fails) means nothing is frozen.
+    if cgroup.is_frozen().unwrap_or(false) {
+        cgroup.thaw()?;
+    }
+    Ok(())
 }

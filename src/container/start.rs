@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use super::create::socket_path;
 use super::notify;
 use super::state::{Phase, START_SOCKET, StateRoot, Status};
-use super::{Container, wait_for_exit};
+use super::{Container, wait_until_killed};
 use crate::{hooks, sys};
 
 pub fn start(root: &StateRoot, id: &str) -> Result<()> {
@@ -53,7 +53,7 @@ fn run_poststart(container: &Container) -> Result<()> {
     if let Err(err) = hooks::run_all("poststart", Some(poststart), &json) {
         if let Ok(pidfd) = container.init_pidfd() {
             let _ = sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(&pidfd), Signal::SIGKILL);
-            let _ = wait_for_exit(&pidfd);
+            let _ = wait_until_killed(&pidfd);
         }
         return Err(err);
     }

@@ -116,8 +116,9 @@ impl Status {
         self == Status::Stopped
     }
 
-    pub fn can_exec(self) -> bool {
-        matches!(self, Status::Created | Status::Running)
+    /// runc's rule: a paused container only when asked to (`--ignore-paused`).
+    pub fn can_exec(self, even_paused: bool) -> bool {
+        matches!(self, Status::Created | Status::Running) || (even_paused && self == Status::Paused)
     }
 
     pub fn can_pause(self) -> bool {
