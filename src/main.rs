@@ -42,10 +42,11 @@ fn main() {
         Err(err) => {
             let message = format!("{err:#}");
             logging::log(logging::Level::Error, &message);
+            // As runc: the bare message, which callers match words in.
             if logging::logs_to_file() {
-                eprintln!("berth: {message}");
+                eprintln!("{message}");
             }
-            std::process::exit(1);
+            std::process::exit(if err.is::<ExecFailed>() { 255 } else { 1 });
         }
     }
 }
@@ -100,7 +101,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container::kill(root, &id, container::parse_signal(&signal)?, all)?
         }
         Command::Delete { force, id } => container::delete(root, &id, force)?,
-        Command::Exec(args) => return exec(root, args),
+        Command::Exec(args) => return exec(root, args).context(ExecFailed),
         Command::Ps {
             format,
             id,
@@ -143,6 +144,12 @@ fn create_options(args: CreateArgs, cgroups: CgroupOptions) -> Result<CreateOpti
         no_new_keyring: args.no_new_keyring,
     })
 }
+
+/// Wraps every error of `exec`, which then exits 255: runc's words and code for an exec that
+/// did not get its process running.
+#[derive(Debug, thiserror::Error)]
+#[error("exec failed")]
+struct ExecFailed;
 
 fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
     let config = {

@@ -23,8 +23,9 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let status = container.status();
     if !status.can_delete() {
         if !force {
+            // runc's words.
             bail!(
-                "cannot delete container {id}: it is {}; stop it first or use --force",
+                "cannot delete container {id} that is not stopped: {}",
                 status.name()
             );
         }

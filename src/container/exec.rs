@@ -117,7 +117,7 @@ impl ExecTarget {
             } else {
                 ""
             };
-            bail!("cannot exec in a {} container{hint}", status.name());
+            bail!("{id}: cannot exec in a {} container{hint}", status.name());
         }
         let linux = container.state.config.linux().as_ref();
         Ok(ExecTarget {

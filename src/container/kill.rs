@@ -7,22 +7,23 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
-use super::state::StateRoot;
-use super::{Container, thaw_after_sigkill};
+use super::state::{StateRoot, Status};
+use super::{Container, NotRunning, thaw_after_sigkill};
 use crate::sys;
 
 pub fn kill(root: &StateRoot, id: &str, signal: Signal, all: bool) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
-    if !status.can_kill() {
-        bail!("cannot kill container {id}: it is {}", status.name());
+    if !status.can_kill(all) {
+        return Err(NotRunning(id.to_string()).into());
     }
     let cgroup = container.state.cgroup_manager()?;
     if all {
-        cgroup
-            .as_ref()
-            .context("the container has no cgroup")?
-            .kill_all(signal)?;
+        match &cgroup {
+            Some(cgroup) => cgroup.kill_all(signal)?,
+            None if status == Status::Stopped => {}
+            None => bail!("{id}: the container has no cgroup"),
+        }
     } else {
         let pidfd = container.init_pidfd()?;
         sys::pidfd_send_signal(pidfd.as_fd(), signal)

@@ -18,7 +18,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use nix::fcntl::{Flock, FlockArg};
 
 pub use create::{ConsoleTarget, CreateOptions, create};
@@ -42,9 +42,17 @@ pub struct Container {
     _lock: Flock<File>,
 }
 
+// Callers match runc's words in the error output (containerd's shim: `does not exist` is no
+// such container, `container not running` after a kill means it is already gone), so each
+// refusal carries them verbatim, after the container's id.
+
 #[derive(Debug, thiserror::Error)]
-#[error("container {0} does not exist")]
+#[error("{0}: container does not exist")]
 pub struct NotFound(pub String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: container not running")]
+pub struct NotRunning(pub String);
 
 impl Container {
     pub fn load(root: &StateRoot, id: &str) -> Result<Container> {
@@ -73,16 +81,18 @@ impl Container {
 
     /// A pidfd for the init, checked to be the init and not a recycled pid.
     pub fn init_pidfd(&self) -> Result<OwnedFd> {
-        let init = self
-            .state
-            .init
-            .context("the container has no init process")?;
-        let pidfd = sys::pidfd_open(init.pid())
-            .with_context(|| format!("pidfd_open of the container's init {}", init.pid))?;
+        let not_running = || NotRunning(self.state.id.clone());
+        let init = self.state.init.ok_or_else(not_running)?;
+        let pidfd = match sys::pidfd_open(init.pid()) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(not_running().into()),
+            other => {
+                other.with_context(|| format!("pidfd_open of the container's init {}", init.pid))?
+            }
+        };
         // Checked after opening: if it is still the same process now, the
         // pidfd refers to it for good.
         if !init.is_alive() {
-            bail!("the container's init {} has exited", init.pid);
+            return Err(not_running().into());
         }
         Ok(pidfd)
     }

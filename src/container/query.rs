@@ -6,8 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::NotFound;
 use super::state::{State, StateRoot};
+use super::{NotFound, NotRunning};
 use crate::cli::OutputFormat;
 
 fn load(root: &StateRoot, id: &str) -> Result<(State, std::path::PathBuf)> {
@@ -97,8 +97,8 @@ fn write_table(
 
 pub fn ps(root: &StateRoot, id: &str, format: OutputFormat, ps_args: &[String]) -> Result<()> {
     let (state, dir) = load(root, id)?;
-    if !state.status(&dir).can_kill() {
-        bail!("container {id} is not running");
+    if !state.status(&dir).can_kill(false) {
+        return Err(NotRunning(id.to_string()).into());
     }
     let pids = container_pids(&state)?;
     match format {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::Container;
 use super::state::{State, StateRoot, Status};
+use super::{Container, NotRunning};
 use crate::cgroups::{CgroupManager, Event, UpdateArgs};
 
 fn cgroup_of(state: &State) -> Result<Box<dyn CgroupManager>> {
@@ -21,7 +21,7 @@ pub fn pause(root: &StateRoot, id: &str) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
     if !status.can_pause() {
-        bail!("cannot pause container {id}: it is {}", status.name());
+        return Err(NotRunning(id.to_string()).into());
     }
     cgroup_of(&container.state)?.freeze()
 }
@@ -30,7 +30,8 @@ pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
     let container = Container::load(root, id)?;
     let status = container.status();
     if !status.can_resume() {
-        bail!("cannot resume container {id}: it is {}", status.name());
+        // runc's words.
+        bail!("{id}: container not paused");
     }
     cgroup_of(&container.state)?.thaw()
 }
@@ -41,7 +42,7 @@ pub fn update(root: &StateRoot, id: &str, args: &UpdateArgs) -> Result<()> {
     let mut container = Container::load(root, id)?;
     let status = container.status();
     if status == Status::Stopped {
-        bail!("cannot update container {id}: it is stopped");
+        return Err(NotRunning(id.to_string()).into());
     }
     let resources = args.resources(&mut std::io::stdin().lock())?;
     cgroup_of(&container.state)?.apply(&resources)?;
@@ -57,6 +58,10 @@ pub fn update(root: &StateRoot, id: &str, args: &UpdateArgs) -> Result<()> {
 pub fn events(root: &StateRoot, id: &str, interval: Duration, stats_once: bool) -> Result<()> {
     let dir = root.container_dir(id)?;
     let state = State::load(&dir).map_err(|_| super::NotFound(id.to_string()))?;
+    if state.status(&dir) == Status::Stopped {
+        // runc's words.
+        bail!("container with id {id} is not running");
+    }
     let cgroup = cgroup_of(&state)?;
     let mut out = std::io::stdout().lock();
     let mut emit = |event: Event| -> Result<()> {

@@ -17,7 +17,15 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     let mut container = Container::load(root, id)?;
     let status = container.status();
     if !status.can_start() {
-        bail!("cannot start container {id}: it is {}", status.name());
+        // runc's words.
+        match status {
+            Status::Stopped => bail!("{id}: cannot start a container that has stopped"),
+            Status::Running => bail!("{id}: cannot start an already running container"),
+            other => bail!(
+                "{id}: cannot start a container in the {} state",
+                other.name()
+            ),
+        }
     }
     let relay = notify::listen(&container.dir)?;
     let socket = socket_path(&container.dir, START_SOCKET)?;

@@ -106,9 +106,12 @@ impl Status {
     }
 
     /// The spec: signals go to created or running containers (runc also
-    /// allows paused ones, where the signal is delivered on resume).
-    pub fn can_kill(self) -> bool {
+    /// allows paused ones, where the signal is delivered on resume). runc:
+    /// `kill --all` of a stopped container succeeds, killing what its cgroup
+    /// still holds (containerd's CRI sends it whenever a container exits).
+    pub fn can_kill(self, all: bool) -> bool {
         matches!(self, Status::Created | Status::Running | Status::Paused)
+            || (all && self == Status::Stopped)
     }
 
     /// The spec: delete only a stopped container; --force first kills it.
@@ -326,6 +329,13 @@ mod tests {
         assert!(Status::Created.can_start() && !Status::Running.can_start());
         assert!(Status::Stopped.can_delete() && !Status::Running.can_delete());
         assert!(!Status::Created.can_delete());
-        assert!(!Status::Stopped.can_kill());
+        assert!(!Status::Stopped.can_kill(false));
+    }
+
+    #[test]
+    fn the_status_rules_follow_runc_where_the_spec_is_silent() {
+        assert!(Status::Paused.can_kill(false));
+        assert!(Status::Stopped.can_kill(true));
+        assert!(!Status::Paused.can_exec(false) && Status::Paused.can_exec(true));
     }
 }
