@@ -223,7 +223,7 @@ fn render(program: &Path, args: &[&str]) -> String {
 /// `<pid>-<counter>`, the counter fixed-width: no id is then a substring of another (`x-1` of
 /// `x-12`), which the leak check relies on when it matches ids in /proc files — and it kills
 /// what it matches.
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     format!(
         "{}-{:05}",

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
-use crate::harness::{Runtime, at_exit, engine_scenarios, image_tar, private_dir, traces};
+use crate::harness::{
+    Runtime, at_exit, engine_scenarios, image_tar, private_dir, readme_snippet, traces,
+};
 
 /// The private podman of this test process, set up on first use.
 pub fn podman() -> &'static Engine {
@@ -43,7 +45,10 @@ fn set_up() -> Engine {
         .into(),
         cgroup_parent: format!("/berth-engines-{}-podman", std::process::id()),
         // conmon passes no --root: each runtime's default.
-        runtime_roots: vec![PathBuf::from("/run/berth"), PathBuf::from("/run/runc")],
+        runtime_roots: vec![
+            (Runtime::Berth, PathBuf::from("/run/berth")),
+            (Runtime::Runc, PathBuf::from("/run/runc")),
+        ],
     };
     let teardown_engine = engine.clone();
     at_exit(move || teardown(&teardown_engine));
@@ -75,6 +80,26 @@ fn write_config(dir: &Path, storage: &Path, run: &Path) -> Vec<(String, OsString
         .map(|(var, file)| format!(r#""{var}={}""#, file.display()))
         .collect::<Vec<_>>()
         .join(", ");
+    // README.md's drop-in, with this host's and this test run's settings in its [engine].
+    let private_engine = format!(
+        r#"[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{dir}/events.log"
+lock_type = "file"
+tmp_dir = "{dir}/tmp"
+static_dir = "{storage}/libpod"
+volume_path = "{storage}/volumes"
+conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", {conmon_env}]
+"#,
+        dir = dir.display(),
+        storage = storage.display(),
+    );
+    let snippet = readme_snippet("[engine.runtimes]");
+    assert!(
+        snippet.contains("[engine]\n"),
+        "README.md's containers.conf snippet has no [engine] table:\n{snippet}"
+    );
     let containers_conf = format!(
         r#"[containers]
 # This host withholds CAP_SYS_RESOURCE: podman's default (the hard limit raised to 1048576)
@@ -86,25 +111,9 @@ log_driver = "k8s-file"
 network_backend = "cni"
 network_config_dir = "{dir}/cni"
 
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "{dir}/events.log"
-lock_type = "file"
-tmp_dir = "{dir}/tmp"
-static_dir = "{storage}/libpod"
-volume_path = "{storage}/volumes"
-conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", {conmon_env}]
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "berth"]
-
-[engine.runtimes]
-berth = ["{berth}"]
-runc = ["{runc}"]
-"#,
+{engine}"#,
         dir = dir.display(),
-        storage = storage.display(),
-        berth = Runtime::Berth.binary().display(),
-        runc = Runtime::Runc.binary().display(),
+        engine = snippet.replacen("[engine]\n", &private_engine, 1),
     );
     let storage_conf = format!(
         "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
@@ -147,6 +156,7 @@ fn teardown(engine: &Engine) -> Vec<String> {
 
 engine_scenarios! {
     engine: podman(), session: Session, scenarios: crate::scenarios;
+    runtime_state,
     run_exit_code,
     exec_exit_code,
     memory_limit,

@@ -3,7 +3,21 @@
 //! files list which scenarios they run.
 
 use crate::harness::cgroup;
-use crate::harness::engine::Session;
+use crate::harness::engine::{Kind, Session};
+
+/// The engine runs the container with the runtime it was asked for: the engine's inspect
+/// names it, and the container's state is in the runtime root the engine gives it.
+pub fn runtime_state(s: &Session) {
+    let name = s.sleeper(&[]);
+    let id = s.id(&name).expect("a running container has an id");
+    let state = s.engine.runtime_root(s.runtime).join(&id);
+    assert!(state.is_dir(), "no {}", state.display());
+    let format = match s.engine.kind {
+        Kind::Docker => "{{.HostConfig.Runtime}}",
+        Kind::Podman => "{{.OCIRuntime}}",
+    };
+    assert_eq!(s.inspect(&name, format), s.runtime.name());
+}
 
 /// `run` returns the container's exit code and its stdout and stderr, apart.
 pub fn run_exit_code(s: &Session) {

@@ -33,8 +33,8 @@ pub struct Engine {
     pub run_args: Vec<String>,
     /// The cgroup (absolute, the same in every hierarchy) that containers are created under.
     pub cgroup_parent: String,
-    /// Directories where the runtimes keep a container's state as `<dir>/<id>`.
-    pub runtime_roots: Vec<PathBuf>,
+    /// Where each runtime keeps a container's state, as `<root>/<id>`.
+    pub runtime_roots: Vec<(Runtime, PathBuf)>,
 }
 
 impl Engine {
@@ -62,9 +62,23 @@ impl Engine {
         }
     }
 
+    /// The `--root` the engine gives `runtime`.
+    pub fn runtime_root(&self, runtime: Runtime) -> &Path {
+        let (_, root) = self
+            .runtime_roots
+            .iter()
+            .find(|(r, _)| *r == runtime)
+            .expect("every runtime has a root");
+        root
+    }
+
     /// Everything still on the host that names container `id`.
     pub fn traces_of(&self, id: &str) -> Vec<String> {
-        let state_dirs: Vec<PathBuf> = self.runtime_roots.iter().map(|r| r.join(id)).collect();
+        let state_dirs: Vec<PathBuf> = self
+            .runtime_roots
+            .iter()
+            .map(|(_, root)| root.join(id))
+            .collect();
         traces::settled_traces_of(id, &self.cgroup_parent, &state_dirs)
     }
 }

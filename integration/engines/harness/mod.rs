@@ -8,6 +8,7 @@ pub mod engine;
 pub mod traces;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, Once, OnceLock};
@@ -42,6 +43,31 @@ impl Runtime {
             Runtime::Runc => PathBuf::from("/usr/sbin/runc"),
         }
     }
+}
+
+/// The berth the engines are given: the binary under test or, with
+/// `$BERTH_ENGINES_CAPTURE=DIR`, a wrapper that first records each call in DIR
+/// (`tools/capture-runtime`: argv, cwd, env, config.json, process and resources files).
+pub fn registered_berth() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let Some(capture_dir) = std::env::var_os("BERTH_ENGINES_CAPTURE") else {
+            return Runtime::Berth.binary();
+        };
+        let capture_dir = std::path::absolute(capture_dir).expect("a usable capture dir");
+        fs::create_dir_all(&capture_dir).expect("create the capture dir");
+        let wrapper = run_dir().join("berth-captured");
+        let script = format!(
+            "#!/bin/sh\nexec {} '{}' '{}' \"$@\"\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tools/capture-runtime"),
+            capture_dir.display(),
+            Runtime::Berth.binary().display()
+        );
+        fs::write(&wrapper, script).expect("write the capture wrapper");
+        fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755))
+            .expect("make the capture wrapper executable");
+        wrapper
+    })
 }
 
 /// Generates one `#[test]` per scenario and runtime: `berth::<scenario>` and `runc::<scenario>`,
@@ -166,4 +192,47 @@ pub fn image_tar() -> &'static Path {
         assert!(status.success(), "tools/mkimage failed");
         tar
     })
+}
+
+/// Where the README's snippets have berth installed (`make install`).
+pub const README_BERTH: &str = "/usr/local/sbin/berth";
+
+/// The README snippet containing `marker` (see [`readme_block`]), with berth's installed path
+/// replaced by the binary under test (see [`registered_berth`]).
+pub fn readme_snippet(marker: &str) -> String {
+    let block = readme_block(marker);
+    assert!(
+        block.contains(README_BERTH),
+        "README.md's snippet with {marker:?} does not name {README_BERTH}:\n{block}"
+    );
+    let berth = registered_berth().to_str().expect("utf-8 berth path");
+    block.replace(README_BERTH, berth)
+}
+
+/// The fenced code block of README.md that contains `marker`, without its fence lines. The
+/// README's snippets are what the suites use, so a snippet that breaks fails a test.
+pub fn readme_block(marker: &str) -> String {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start().starts_with("```")) {
+            (None, true) => current = Some(String::new()),
+            (Some(_), true) => blocks.extend(current.take()),
+            (Some(block), false) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    let mut matching = blocks.into_iter().filter(|b| b.contains(marker));
+    let block = matching
+        .next()
+        .unwrap_or_else(|| panic!("README.md has no code block containing {marker:?}"));
+    assert!(
+        matching.next().is_none(),
+        "README.md has more than one code block containing {marker:?}"
+    );
+    block
 }
