@@ -129,7 +129,65 @@ engine_scenarios! {
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_exit_code,
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
-    exec_exit_code,
+    run_stdin,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_tty,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_env,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_workdir,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_hostname,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_user,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    cap_add_drop,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    read_only,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    tmpfs,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    bind_volume,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    network_none,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    run_init,
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     memory_limit,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    pids_limit,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    cpu_limit,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    oom_kill,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    exec_exit_code,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    exec_user,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    exec_tty,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    ps_top,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    pause_unpause,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    stats,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    update,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    restart,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    stop,
+    #[known_bug("issues 8.1 (blockIO.weight 0) and 8.5: realtime signals are refused")]
+    stop_signal_rtmin,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    kill,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    rm_force_running,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    rm_force_paused,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    logs,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    instant_exit_50,
 }

@@ -147,6 +147,12 @@ impl Session {
         name
     }
 
+    /// The name of the container this session made last.
+    pub fn last_name(&self) -> String {
+        let names = self.names.borrow();
+        names.last().expect("no container made yet").clone()
+    }
+
     fn cid_file(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.cid"))
     }
