@@ -38,7 +38,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `<cli> <global args> args…` with the engine's environment; output in files of `io_dir`.
+    /// `<cli> <global args> args…` with the engine's environment, in `io_dir` (conmon writes
+    /// files into the directory podman ran in); output in files of `io_dir`.
     pub fn spawn(
         &self,
         args: &[&str],
@@ -49,7 +50,9 @@ impl Engine {
         let mut full: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
         full.extend_from_slice(args);
         common::spawn_captured(&self.program, &full, io_dir, name, |command| {
-            command.envs(self.env.iter().map(|(k, v)| (k, v)));
+            command
+                .current_dir(io_dir)
+                .envs(self.env.iter().map(|(k, v)| (k, v)));
             adjust(command);
         })
     }
