@@ -20,7 +20,7 @@ TEST_THREADS ?= 4
 help:
 	@echo "make build             cargo build --release"
 	@echo "make rootfs            busybox rootfs in build/rootfs (from busybox-static)"
-	@echo "make test              unit + integration + VM tests (root)"
+	@echo "make test              unit + integration + engine + VM tests (root)"
 	@echo "make test-integration  integration tests only; BERTH_BIN=/usr/sbin/runc to compare"
 	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
 	@echo "make demo              build, then run a real container with berth"
@@ -38,7 +38,7 @@ require-root:
 	@if [ "$$(id -u)" != 0 ]; then echo "this target needs root (containers, mounts, namespaces)" >&2; exit 1; fi
 
 # The whole suite. CI runs exactly this (.ci/run).
-test: require-root build rootfs test-unit test-integration test-vm
+test: require-root build rootfs test-unit test-integration test-engines test-vm
 
 # Unit tests: pure logic next to the code in src/.
 test-unit:

@@ -10,7 +10,8 @@ use crate::harness::containerd::Containerd;
 use crate::harness::daemon::Daemon;
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
 use crate::harness::{
-    Runtime, at_exit, engine_scenarios, image_tar, private_dir, readme_snippet, traces,
+    Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_snippet,
+    traces,
 };
 
 /// The Docker CLI of Debian's docker.io (not whatever `docker` comes first in PATH).
@@ -24,7 +25,7 @@ pub fn docker() -> &'static Engine {
 
 /// Starts containerd and dockerd with everything under `private_dir("docker")`, berth
 /// registered as runtime `berth` (runc is Docker's built-in `runc`), no networking set up
-/// (no bridge, no iptables), containers under the cgroup `/berth-engines-<pid>-docker`; loads
+/// (no bridge, no iptables), overlay2 storage where it works, containers under the cgroup `/berth-engines-<pid>-docker`; loads
 /// the test image; registers the teardown.
 fn start() -> Engine {
     let dir = private_dir("docker");
@@ -42,6 +43,7 @@ fn start() -> Engine {
     let socket = dir.join("docker.sock");
     let host = format!("unix://{}", socket.display());
     let exec_root = dir.join("exec");
+    let storage_driver = if overlay_works() { "overlay2" } else { "vfs" };
     let mut dockerd = Command::new("dockerd");
     dockerd
         .arg("--config-file")
@@ -55,7 +57,7 @@ fn start() -> Engine {
         .arg("--pidfile")
         .arg(dir.join("dockerd.pid"))
         .args(["--host", &host])
-        .args(["--storage-driver", "overlay2"])
+        .args(["--storage-driver", storage_driver])
         .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
         .args(["--ip-masq=false", "--ip-forward=false"])
         .args(["--cgroup-parent", &cgroup_parent])

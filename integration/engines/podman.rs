@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
 use crate::harness::{
-    Runtime, at_exit, engine_scenarios, image_tar, private_dir, readme_snippet, traces,
+    Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_snippet,
+    traces,
 };
 
 /// The private podman of this test process, set up on first use.
@@ -116,7 +117,8 @@ network_config_dir = "{dir}/cni"
         engine = snippet.replacen("[engine]\n", &private_engine, 1),
     );
     let storage_conf = format!(
-        "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+        if overlay_works() { "overlay" } else { "vfs" },
         storage.display(),
         run.display()
     );

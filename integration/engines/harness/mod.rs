@@ -177,6 +177,36 @@ extern "C" fn run_teardowns() {
     }
 }
 
+/// True when overlayfs mounts work in the run dir (not so when it is itself on overlayfs, as in
+/// some CI containers): the engines then use their overlay storage driver, else vfs (slower,
+/// same behaviour).
+pub fn overlay_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        let probe = private_dir("overlay-probe");
+        for dir in ["lower", "upper", "work", "merged"] {
+            fs::create_dir_all(probe.join(dir)).expect("create overlay probe dirs");
+        }
+        let options = format!(
+            "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
+            probe.display()
+        );
+        let merged = probe.join("merged");
+        let mounted = nix::mount::mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            nix::mount::MsFlags::empty(),
+            Some(options.as_str()),
+        );
+        if mounted.is_ok() {
+            nix::mount::umount(&merged).expect("unmount the overlay probe");
+        }
+        fs::remove_dir_all(&probe).expect("remove the overlay probe");
+        mounted.is_ok()
+    })
+}
+
 /// The test image as a tar every engine loads (`tools/mkimage` of the test rootfs), built once
 /// per test process.
 pub fn image_tar() -> &'static Path {
