@@ -1,58 +1,14 @@
 //! `--console-socket`: runc's protocol, one `sendmsg` carrying the pty master with SCM_RIGHTS.
 
-use std::io::{ErrorKind, IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use oci_spec::runtime::BoxBuilder;
 
+use crate::common::fd_socket::FdSocket;
 use crate::common::{COMMAND_TIMEOUT, Container, process_mut, set_args};
-
-/// Accepts the runtime's connection (waiting at most `timeout`).
-fn accept(listener: &UnixListener, timeout: Duration) -> UnixStream {
-    listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + timeout;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => return stream,
-            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => panic!("the runtime never connected to the console socket: {e}"),
-        }
-    }
-}
-
-/// Receives the pty master: the payload (pty name) and exactly one fd.
-fn receive_master(stream: &UnixStream) -> (String, OwnedFd) {
-    let mut name = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg_space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg_space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .expect("recvmsg on the console socket");
-    let mut fds = Vec::new();
-    for cmsg in msg.cmsgs().expect("control messages") {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            fds.extend(received);
-        }
-    }
-    let len = msg.bytes;
-    assert_eq!(fds.len(), 1, "expected exactly one fd, got {fds:?}");
-    // SAFETY: the kernel just installed this fd in our table for us; nothing else owns it.
-    let master = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-    let name = String::from_utf8_lossy(&name[..len])
-        .trim_end_matches('\0')
-        .to_string();
-    (name, master)
-}
 
 /// Reads everything the container wrote to the pty, until the slave side is closed.
 fn drain(master: OwnedFd, timeout: Duration) -> String {
@@ -96,12 +52,10 @@ fn console_socket_receives_the_pty_master() {
                 .unwrap(),
         ));
     });
-    let socket = c.dir.join("console.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
-    c.create_with(&["--console-socket", socket.to_str().unwrap()])
+    let socket = FdSocket::bind(&c.dir.join("console.sock"));
+    c.create_with(&["--console-socket", socket.path()])
         .success();
-    let stream = accept(&listener, COMMAND_TIMEOUT);
-    let (name, master) = receive_master(&stream);
+    let (name, master) = socket.receive(COMMAND_TIMEOUT);
     assert!(
         name.contains("pts") || name.contains("ptmx"),
         "payload should name the pty: {name:?}"
@@ -118,20 +72,13 @@ fn exec_tty_sends_its_pty_over_the_console_socket() {
     // refuses a console socket without --detach).
     let mut c = Container::new();
     c.start_sleeper();
-    let socket = c.dir.join("exec-console.sock");
-    let listener = UnixListener::bind(&socket).unwrap();
+    let socket = FdSocket::bind(&c.dir.join("exec-console.sock"));
     c.exec(
-        &[
-            "--detach",
-            "--tty",
-            "--console-socket",
-            socket.to_str().unwrap(),
-        ],
+        &["--detach", "--tty", "--console-socket", socket.path()],
         &["sh", "-c", "tty; echo done"],
     )
     .success();
-    let stream = accept(&listener, COMMAND_TIMEOUT);
-    let (_, master) = receive_master(&stream);
+    let (_, master) = socket.receive(COMMAND_TIMEOUT);
     let output = drain(master, COMMAND_TIMEOUT);
     let mut lines = output.lines();
     let tty = lines.next().unwrap_or_default();

@@ -86,16 +86,8 @@ impl Channel {
     /// Sends `message` with `fd` attached.
     pub fn send_with_fd(&self, message: &Message, fd: BorrowedFd) -> Result<()> {
         let bytes = serde_json::to_vec(message)?;
-        let fds = [fd.as_raw_fd()];
-        socket::sendmsg::<()>(
-            self.0.as_raw_fd(),
-            &[std::io::IoSlice::new(&bytes)],
-            &[socket::ControlMessage::ScmRights(&fds)],
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        )
-        .with_context(|| format!("sending {message:?} to the other side"))?;
-        Ok(())
+        sys::send_fd(self.0.as_fd(), &bytes, fd)
+            .with_context(|| format!("sending {message:?} to the other side"))
     }
 
     /// The next message, or `None` when the peer closed its end (it exited,

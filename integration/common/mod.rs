@@ -10,6 +10,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of the harness
 
+pub mod fd_socket;
+pub mod readme;
+
 use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs::{self, File};

@@ -2,13 +2,11 @@
 //! the master goes to the socket's owner with one sendmsg (payload: the pty name, SCM_RIGHTS:
 //! exactly the master), the slave becomes the process's stdio and controlling terminal.
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow};
 use nix::fcntl::OFlag;
-use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use oci_spec::runtime::Box as ConsoleSize;
 
 use super::sys;
@@ -68,22 +66,8 @@ pub fn open_and_send(socket: BorrowedFd, size: Option<ConsoleSize>) -> Result<Pt
 
 /// Sends the master over the connected console socket (one sendmsg, no reply expected).
 pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
-    let fds = [pty.master.as_raw_fd()];
-    let payload = [IoSlice::new(pty.name.as_bytes())];
-    let sent = sendmsg::<()>(
-        socket.as_raw_fd(),
-        &payload,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .context("console socket: sendmsg")?;
-    ensure!(
-        sent == pty.name.len(),
-        "console socket: sendmsg sent {sent} of {} bytes",
-        pty.name.len()
-    );
-    Ok(())
+    crate::sys::send_fd(socket, pty.name.as_bytes(), pty.master.as_fd())
+        .context("console socket: sendmsg")
 }
 
 /// In the process to be: a new session with the slave as controlling terminal and stdio. The

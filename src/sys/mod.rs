@@ -261,6 +261,27 @@ pub fn set_domain_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends `payload` with exactly one fd attached by SCM_RIGHTS, in one sendmsg (the sync channel,
+/// runc's console and pidfd socket protocols, which expect no reply).
+pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let fds = [fd.as_raw_fd()];
+    let sent = sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[io::IoSlice::new(payload)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    if sent != payload.len() {
+        return Err(io::Error::other(format!(
+            "sendmsg sent {sent} of {} bytes",
+            payload.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Receives one message and the fd it may carry by SCM_RIGHTS (the sync
 /// channel, runc's console protocol): the payload (empty at EOF) and the fd,
 /// close-on-exec.

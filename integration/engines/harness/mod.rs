@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::{Mutex, Once, OnceLock};
 
 use crate::common;
+pub use crate::common::readme::readme_block;
 
 /// Name every engine knows the test image by: fully qualified, so that no engine tries a
 /// registry or asks which one it meant.
@@ -237,32 +238,4 @@ pub fn readme_snippet(marker: &str) -> String {
     );
     let berth = registered_berth().to_str().expect("utf-8 berth path");
     block.replace(README_BERTH, berth)
-}
-
-/// The fenced code block of README.md that contains `marker`, without its fence lines. The
-/// README's snippets are what the suites use, so a snippet that breaks fails a test.
-pub fn readme_block(marker: &str) -> String {
-    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line.trim_start().starts_with("```")) {
-            (None, true) => current = Some(String::new()),
-            (Some(_), true) => blocks.extend(current.take()),
-            (Some(block), false) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, false) => {}
-        }
-    }
-    let mut matching = blocks.into_iter().filter(|b| b.contains(marker));
-    let block = matching
-        .next()
-        .unwrap_or_else(|| panic!("README.md has no code block containing {marker:?}"));
-    assert!(
-        matching.next().is_none(),
-        "README.md has more than one code block containing {marker:?}"
-    );
-    block
 }
