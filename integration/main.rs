@@ -22,6 +22,7 @@ mod idmap;
 mod lifecycle;
 mod lsm;
 mod notify;
+mod pidfd_socket;
 mod process;
 mod rootfs;
 mod rootless;

@@ -131,6 +131,9 @@ pub struct CreateArgs {
     /// Unix socket that receives the pty master
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the container's init
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
     /// File to write the init's pid to
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
@@ -172,6 +175,9 @@ pub struct ExecArgs {
     /// File to write the process's pid to
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the process
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
     /// Pass this many fds from 3 on into the process
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: i32,

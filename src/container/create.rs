@@ -11,6 +11,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
 
 use super::notify;
+use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
 use crate::cgroups::{self, CgroupManager, CgroupOptions};
 use crate::hooks;
@@ -28,6 +29,7 @@ pub struct CreateOptions {
     pub cgroups: CgroupOptions,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub preserve_fds: i32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -85,6 +87,9 @@ pub fn create(
     )?;
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
+    let pidfd_socket = (options.pidfd_socket.as_deref())
+        .map(PidfdSocket::connect)
+        .transpose()?;
     let cgroups_path = bundle
         .linux()
         .cgroups_path()
@@ -131,7 +136,7 @@ pub fn create(
         .context("starting the container init")?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {
-            drop(channel);
+            drop((channel, pidfd_socket));
             init::run(InitArgs {
                 id: &options.id,
                 bundle: &bundle,
@@ -185,6 +190,9 @@ pub fn create(
     channel.send(&Message::HooksDone)?;
     wait_until_ready(&channel, &bundle, init, &state)?;
 
+    if let (Some(socket), Some((_, pidfd))) = (&pidfd_socket, &rollback.init) {
+        socket.send(pidfd.as_fd(), PidfdOf::Init)?;
+    }
     if let Some(pid_file) = &options.pid_file {
         write_atomically(pid_file, init.to_string().as_bytes())
             .with_context(|| format!("--pid-file {}", pid_file.display()))?;

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 use super::Container;
 use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
+use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{StateRoot, Status, write_atomically};
 use crate::cgroups::CgroupManager;
 use crate::namespaces::{self, clone_flag};
@@ -28,6 +29,7 @@ pub struct ExecRequest {
     pub process: Process,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    pub pidfd_socket: Option<PathBuf>,
     pub console: ConsoleTarget,
     pub preserve_fds: i32,
     /// Exec in a paused container too.
@@ -43,6 +45,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         .transpose()?;
     let mut filter = PendingFilter::new(filter, &request.process);
     let (console_for_child, console_receiver) = console_pair(&request)?;
+    let pidfd_socket = (request.pidfd_socket.as_deref())
+        .map(PidfdSocket::connect)
+        .transpose()?;
     let signals = (!request.detach)
         .then(foreground::block_signals)
         .transpose()?;
@@ -52,9 +57,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     let pid_namespace = (target.pid_namespace).then(|| target.init_pidfd.as_fd());
     let forked = namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), None)
         .context("starting the exec process")?;
-    let pid = match forked {
+    let (pid, pidfd) = match forked {
         Forked::Child => {
-            drop(channel);
+            drop((channel, pidfd_socket));
             let child = ExecChild {
                 target: &target,
                 request: &request,
@@ -65,7 +70,7 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
             let _ = child_channel.send(&Message::Failed(format!("{err:#}")));
             sys::exit_now(1)
         }
-        Forked::Parent { pid, .. } => pid,
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, console_for_child));
     if let Some(cgroup) = &target.cgroup {
@@ -76,6 +81,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         host_pid: pid.as_raw(),
     })?;
     wait_for_execve(&channel, &target, pid)?;
+    if let Some(socket) = &pidfd_socket {
+        socket.send(pidfd.as_fd(), PidfdOf::Exec)?;
+    }
 
     let pty = console_receiver
         .as_ref()

@@ -7,6 +7,7 @@ mod exec;
 mod foreground;
 mod kill;
 mod notify;
+mod pidfd_socket;
 mod query;
 mod resources;
 mod run;
