@@ -192,4 +192,74 @@ engine_scenarios! {
     logs,
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     instant_exit_50,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    security_opts,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    ulimits,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    sysctls,
+    #[known_bug("issue 8.1 (blockIO.weight 0) and requests.md: linux.devices get rwm in the device cgroup")]
+    devices,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    shm_size,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    oom_score_adj,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    cpuset,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    memory_reservation,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    join_namespaces,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    pid_host,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    commit,
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
+    restart_policy,
+}
+
+/// Docker's own scenarios.
+pub mod own {
+    use super::*;
+    use crate::harness::cgroup;
+
+    engine_scenarios! {
+        engine: docker(), session: Session, scenarios: crate::docker::own;
+        #[known_bug("issue 8.1: Docker's update sends every limit as 0, meaning unset")]
+        update_restart_policy,
+    }
+
+    /// `update --restart` changes no limit, yet Docker hands the runtime every resource as 0
+    /// ("unset"): the container keeps its limits, and runs on.
+    pub fn update_restart_policy(s: &Session) {
+        let name = s.sleeper(&["--memory", "64m", "--cpus", "0.5"]);
+        let pid = s.pid(&name);
+        let files = if cgroup::is_v1("memory") {
+            [
+                ("memory", "memory.limit_in_bytes"),
+                ("memory", "memory.soft_limit_in_bytes"),
+                ("cpu", "cpu.cfs_quota_us"),
+                ("cpu", "cpu.cfs_period_us"),
+                ("cpu", "cpu.shares"),
+            ]
+        } else {
+            [
+                ("memory", "memory.max"),
+                ("memory", "memory.low"),
+                ("cpu", "cpu.max"),
+                ("cpu", "cpu.weight"),
+                ("memory", "memory.swap.max"),
+            ]
+        };
+        let read_all = || files.map(|(controller, file)| cgroup::read(pid, controller, file));
+        let before = read_all();
+        s.cli(&["update", "--restart", "always", &name]).success();
+        assert_eq!(read_all(), before, "{files:?}");
+        let policy = s.inspect(&name, "{{.HostConfig.RestartPolicy.Name}}");
+        assert_eq!(policy, "always");
+        assert_eq!(
+            s.exec(&[], &name, &["echo", "alive"]).success().stdout,
+            "alive\n"
+        );
+    }
 }

@@ -67,12 +67,15 @@ fn path(p: &Path) -> &str {
 }
 
 /// containers.conf, storage.conf and an empty registries.conf in `dir`; returns the
-/// environment that makes podman (and conmon's cleanup command) read them and nothing else.
+/// environment that makes podman (and conmon's cleanup command) read them and nothing else,
+/// and keep its temporary files in `dir`.
 fn write_config(dir: &Path, storage: &Path, run: &Path) -> Vec<(String, OsString)> {
+    // TMPDIR: podman's temporary files (an update's resources, a loaded image's layers).
     let env: Vec<(String, PathBuf)> = [
         ("CONTAINERS_CONF", "containers.conf"),
         ("CONTAINERS_STORAGE_CONF", "storage.conf"),
         ("CONTAINERS_REGISTRIES_CONF", "registries.conf"),
+        ("TMPDIR", "tmpfiles"),
     ]
     .map(|(var, file)| (var.to_string(), dir.join(file)))
     .into();
@@ -125,6 +128,7 @@ network_config_dir = "{dir}/cni"
     fs::write(dir.join("containers.conf"), containers_conf).expect("write containers.conf");
     fs::write(dir.join("storage.conf"), storage_conf).expect("write storage.conf");
     fs::write(dir.join("registries.conf"), "").expect("write registries.conf");
+    fs::create_dir_all(dir.join("tmpfiles")).expect("create TMPDIR");
     env.into_iter()
         .map(|(var, file)| (var, file.into_os_string()))
         .collect()
@@ -192,4 +196,65 @@ engine_scenarios! {
     rm_force_paused,
     logs,
     instant_exit_50,
+    security_opts,
+    ulimits,
+    sysctls,
+    #[known_bug("requests.md (engines -> cgroups): linux.devices get rwm in the device cgroup")]
+    devices,
+    shm_size,
+    oom_score_adj,
+    cpuset,
+    memory_reservation,
+    join_namespaces,
+    pid_host,
+    commit,
+    restart_policy,
+}
+
+/// podman's own scenarios.
+pub mod own {
+    use super::*;
+    use crate::scenarios::{host_status_field, status_field};
+
+    engine_scenarios! {
+        engine: podman(), session: Session, scenarios: crate::podman::own;
+        privileged,
+    }
+
+    /// Capability names by number (capabilities(7)), for `--cap-drop`.
+    #[rustfmt::skip]
+    const CAPABILITIES: [&str; 41] = [
+        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID",
+        "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN",
+        "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE",
+        "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME",
+        "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+        "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    ];
+
+    /// `--privileged`: every capability the host has, no seccomp filter, the host's devices.
+    pub fn privileged(s: &Session) {
+        // podman asks for every capability; where the host withholds some (this one has no
+        // CAP_SYS_RESOURCE) no runtime can grant them, so they are dropped. (Docker 20.10
+        // ignores --cap-drop with --privileged: on such a host it fails with runc too.)
+        let host_caps = u64::from_str_radix(&host_status_field("CapBnd"), 16).expect("hex");
+        let mut opts = vec!["--privileged".to_string()];
+        for (bit, name) in CAPABILITIES.iter().enumerate() {
+            if host_caps & (1 << bit) == 0 {
+                opts.extend(["--cap-drop".to_string(), name.to_string()]);
+            }
+        }
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        assert_eq!(
+            status_field(s, &opts, "CapEff"),
+            host_status_field("CapBnd")
+        );
+        assert_eq!(status_field(s, &opts, "Seccomp"), "0");
+        let out = s.run(
+            &opts,
+            &["sh", "-c", "test -c /dev/kmsg && echo host-devices"],
+        );
+        assert_eq!(out.success().stdout, "host-devices\n");
+    }
 }

@@ -138,13 +138,10 @@ pub fn run_user(s: &Session) {
     assert_eq!(out.success().stdout, "1000\n/home/user\n");
 }
 
-/// The effective capability set of the container's process, from /proc/self/status.
+/// The effective capability set of the container's process.
 fn effective_caps(s: &Session, opts: &[&str]) -> u64 {
-    let out = s
-        .run(opts, &["grep", "CapEff", "/proc/self/status"])
-        .success();
-    let hex = out.stdout.split_whitespace().nth(1).expect("CapEff value");
-    u64::from_str_radix(hex, 16).expect("hex capability set")
+    let hex = status_field(s, opts, "CapEff");
+    u64::from_str_radix(&hex, 16).expect("hex capability set")
 }
 
 /// `--cap-drop ALL --cap-add X` leaves exactly X; dropping one takes its power away.
@@ -504,4 +501,174 @@ pub fn instant_exit_50(s: &Session) {
     }
     let traces: Vec<String> = ids.iter().flat_map(|id| s.engine.traces_of(id)).collect();
     assert!(traces.is_empty(), "left behind:\n  {}", traces.join("\n  "));
+}
+
+/// A field of the container process's /proc/self/status (`CapEff`, `Seccomp` …).
+pub fn status_field(s: &Session, opts: &[&str], field: &str) -> String {
+    let out = s.run(opts, &["cat", "/proc/self/status"]).success();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")));
+    let line = line.unwrap_or_else(|| panic!("no {field} in:\n{out}"));
+    line.split_whitespace().nth(1).expect("a value").to_string()
+}
+
+/// This test process's own status field, for comparison.
+pub fn host_status_field(field: &str) -> String {
+    let status = fs::read_to_string("/proc/self/status").expect("read own status");
+    let line = status.lines().find(|l| l.starts_with(&format!("{field}:")));
+    let line = line.unwrap_or_else(|| panic!("no {field} in own status"));
+    line.split_whitespace().nth(1).expect("a value").to_string()
+}
+
+/// The engine's default seccomp filter is on (mode 2) unless `seccomp=unconfined`;
+/// `no-new-privileges` sets the flag.
+pub fn security_opts(s: &Session) {
+    assert_eq!(status_field(s, &[], "Seccomp"), "2");
+    assert_eq!(status_field(s, &[], "NoNewPrivs"), "0");
+    let unconfined = ["--security-opt", "seccomp=unconfined"];
+    assert_eq!(status_field(s, &unconfined, "Seccomp"), "0");
+    let no_new_privs = ["--security-opt", "no-new-privileges"];
+    assert_eq!(status_field(s, &no_new_privs, "NoNewPrivs"), "1");
+    assert_eq!(status_field(s, &no_new_privs, "Seccomp"), "2");
+}
+
+/// `--ulimit` sets the soft and hard limits of the container's process.
+pub fn ulimits(s: &Session) {
+    let out = s.run(
+        &["--ulimit", "nofile=512:1000", "--ulimit", "nproc=300:400"],
+        &["sh", "-c", "ulimit -Sn; ulimit -Hn; ulimit -Su; ulimit -Hu"],
+    );
+    assert_eq!(out.success().stdout, "512\n1000\n300\n400\n");
+}
+
+/// `--sysctl` sets namespaced kernel parameters (network and IPC namespace ones).
+pub fn sysctls(s: &Session) {
+    let out = s.run(
+        &[
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+            "--sysctl",
+            "kernel.msgmax=12345",
+        ],
+        &[
+            "cat",
+            "/proc/sys/net/ipv4/ip_forward",
+            "/proc/sys/kernel/msgmax",
+        ],
+    );
+    assert_eq!(out.success().stdout, "1\n12345\n");
+}
+
+/// `--device HOST:CONTAINER:PERMISSIONS` makes the node and allows only what was asked.
+pub fn devices(s: &Session) {
+    // loop-control: not among the engines' default devices, and opening it does nothing.
+    let script = "stat -c '%t,%T' /dev/lc; : < /dev/lc && echo read; : > /dev/lc && echo write";
+    let out = s.run(
+        &["--device", "/dev/loop-control:/dev/lc:r"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(
+        out.code, 1,
+        "opening a read-only device for writing must fail:\n{out}"
+    );
+    assert_eq!(out.stdout, "a,ed\nread\n", "{out}");
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    let out = s.run(
+        &["--device", "/dev/loop-control:/dev/lc:rw"],
+        &["sh", "-c", script],
+    );
+    assert_eq!(out.success().stdout, "a,ed\nread\nwrite\n");
+}
+
+/// `--shm-size` is the size of the container's /dev/shm.
+pub fn shm_size(s: &Session) {
+    let out = s.run(
+        &["--shm-size", "16m"],
+        &["grep", " /dev/shm ", "/proc/mounts"],
+    );
+    let out = out.success();
+    assert!(out.stdout.contains("size=16384k"), "{out}");
+}
+
+/// `--oom-score-adj` is the container process's, and its exec'd processes'.
+pub fn oom_score_adj(s: &Session) {
+    let name = s.sleeper(&["--oom-score-adj", "500"]);
+    let host = fs::read_to_string(format!("/proc/{}/oom_score_adj", s.pid(&name)));
+    assert_eq!(host.expect("read oom_score_adj").trim(), "500");
+    let out = s
+        .exec(&[], &name, &["cat", "/proc/self/oom_score_adj"])
+        .success();
+    assert_eq!(out.stdout, "500\n");
+}
+
+/// `--cpuset-cpus` pins the container to those CPUs.
+pub fn cpuset(s: &Session) {
+    let name = s.sleeper(&["--cpuset-cpus", "0"]);
+    assert_cgroup(s, &name, "cpuset", ("cpuset.cpus", "cpuset.cpus"), "0");
+    let out = s.exec(
+        &[],
+        &name,
+        &["grep", "Cpus_allowed_list", "/proc/self/status"],
+    );
+    assert_eq!(out.success().stdout, "Cpus_allowed_list:\t0\n");
+}
+
+/// `--memory-reservation` is the soft limit (v1) or `memory.low` (v2).
+pub fn memory_reservation(s: &Session) {
+    let name = s.sleeper(&["--memory", "64m", "--memory-reservation", "32m"]);
+    let files = ("memory.soft_limit_in_bytes", "memory.low");
+    assert_cgroup(s, &name, "memory", files, "33554432");
+}
+
+/// `--pid`, `--network` and `--ipc container:OTHER` join the other container's namespaces
+/// (the runtime gets their paths).
+pub fn join_namespaces(s: &Session) {
+    let first = s.sleeper(&["--ipc", "shareable"]);
+    let first_pid = s.pid(&first);
+    let of = format!("container:{first}");
+    let second = s.sleeper(&["--pid", &of, "--network", &of, "--ipc", &of]);
+    let second_pid = s.pid(&second);
+    for ns in ["pid", "net", "ipc"] {
+        let link = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("ns link");
+        assert_eq!(link(first_pid), link(second_pid), "{ns} namespace");
+    }
+    let out = s.exec(&[], &second, &["ps", "-o", "args"]).success();
+    assert_eq!(out.stdout.matches("sleep 1000").count(), 2, "{out}");
+}
+
+/// `--pid host`: the container sees the host's processes.
+pub fn pid_host(s: &Session) {
+    let name = s.sleeper(&["--pid", "host"]);
+    let link = |pid: &str| fs::read_link(format!("/proc/{pid}/ns/pid")).expect("ns link");
+    assert_eq!(link(&s.pid(&name).to_string()), link("self"));
+    let me = std::process::id().to_string();
+    let out = s.exec(&[], &name, &["test", "-d", &format!("/proc/{me}")]);
+    assert_eq!(
+        out.code, 0,
+        "the test process is not visible inside:\n{out}"
+    );
+}
+
+/// `commit` (which pauses the container while it copies) makes an image of its filesystem.
+pub fn commit(s: &Session) {
+    let name = s.sleeper(&[]);
+    s.exec(&[], &name, &["sh", "-c", "echo kept > /committed"])
+        .success();
+    let image = format!("localhost/{name}:committed");
+    s.cli(&["commit", &name, &image]).success();
+    assert_eq!(status(s, &name), "running");
+    let out = s.run_image(&image, &["--rm"], &["cat", "/committed"]);
+    assert_eq!(out.success().stdout, "kept\n");
+    s.cli(&["rmi", &image]).success();
+}
+
+/// `--restart on-failure:N` starts a failing container again, N times.
+pub fn restart_policy(s: &Session) {
+    let name = s.start(&["--restart", "on-failure:2"], &["sh", "-c", "exit 3"]);
+    wait_until("the container is restarted twice and stays exited", || {
+        s.inspect(&name, "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+    });
+    assert_eq!(s.inspect(&name, "{{.State.ExitCode}}"), "3");
 }

@@ -160,16 +160,15 @@ impl Session {
         self.dir.join(format!("{name}.cid"))
     }
 
-    /// The full arguments of `run`: this session's runtime, no network, a name and a cid file,
-    /// the engine's own, then `opts`, the image and `cmd`.
-    fn run_args(&self, name: &str, opts: &[&str], cmd: &[&str]) -> Vec<String> {
+    /// The full arguments of `run`: this session's runtime, a name and a cid file, no network
+    /// unless `opts` choose one,
+    /// the engine's own, then `opts`, `image` and `cmd`.
+    fn run_args(&self, name: &str, opts: &[&str], image: &str, cmd: &[&str]) -> Vec<String> {
         let cid_file = self.cid_file(name);
         let mut args: Vec<String> = [
             "run",
             "--runtime",
             self.runtime.name(),
-            "--network",
-            "none",
             "--name",
             name,
             "--cidfile",
@@ -177,9 +176,12 @@ impl Session {
         ]
         .map(String::from)
         .into();
+        if !opts.contains(&"--network") {
+            args.extend(["--network", "none"].map(String::from));
+        }
         args.extend(self.engine.run_args.iter().cloned());
         args.extend(opts.iter().map(|o| o.to_string()));
-        args.push(IMAGE.to_string());
+        args.push(image.to_string());
         args.extend(cmd.iter().map(|c| c.to_string()));
         args
     }
@@ -188,6 +190,15 @@ impl Session {
     #[track_caller]
     pub fn run(&self, opts: &[&str], cmd: &[&str]) -> Output {
         self.run_with(opts, cmd, |_| {})
+    }
+
+    /// `run [opts…] <image> cmd…`: like [`run`](Self::run), of another image.
+    #[track_caller]
+    pub fn run_image(&self, image: &str, opts: &[&str], cmd: &[&str]) -> Output {
+        let name = self.new_name();
+        let args = self.run_args(&name, opts, image, cmd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.cli(&args)
     }
 
     /// Like [`run`](Self::run), with a hook to adjust the command (stdin…).
@@ -199,7 +210,7 @@ impl Session {
         adjust: impl FnOnce(&mut Command),
     ) -> Output {
         let name = self.new_name();
-        let args = self.run_args(&name, opts, cmd);
+        let args = self.run_args(&name, opts, IMAGE, cmd);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli_with(&args, adjust)
     }
@@ -210,7 +221,7 @@ impl Session {
         let name = self.new_name();
         let mut all_opts = vec!["--detach"];
         all_opts.extend_from_slice(opts);
-        let args = self.run_args(&name, &all_opts, cmd);
+        let args = self.run_args(&name, &all_opts, IMAGE, cmd);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.cli(&args).success();
         name
@@ -257,7 +268,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let mut leftovers = Vec::new();
-        for name in self.names.borrow().iter() {
+        // Newest first: a later container may depend on an earlier one (joined namespaces),
+        // and podman refuses to remove a container others depend on.
+        for name in self.names.borrow().iter().rev() {
             let mut rm = self
                 .engine
                 .spawn(&self.engine.rm_args(name), &self.dir, "rm", |_| {});
