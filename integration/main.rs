@@ -28,5 +28,6 @@ mod rootfs;
 mod rootless;
 mod seccomp;
 mod security;
+mod signals;
 mod soak;
 mod userns;

@@ -97,9 +97,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Start { id } => container::start(root, &id)?,
         Command::State { id } => container::state(root, &id)?,
-        Command::Kill { all, id, signal } => {
-            container::kill(root, &id, container::parse_signal(&signal)?, all)?
-        }
+        Command::Kill { all, id, signal } => container::kill(root, &id, signal.parse()?, all)?,
         Command::Delete { force, id } => container::delete(root, &id, force)?,
         Command::Exec(args) => return exec(root, args).context(ExecFailed),
         Command::Ps {

@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 use crate::logging;
+use crate::sys::{self, SignalNumber};
 
 pub use devices::container_device_rules;
 pub use layout::Layout;
@@ -104,7 +104,7 @@ pub trait CgroupManager {
     /// Every process in the cgroup and the cgroups below it.
     fn pids(&self) -> Result<Vec<i32>>;
     /// Signals every process (cgroup.kill for SIGKILL on v2 where the kernel has it).
-    fn kill_all(&self, signal: Signal) -> Result<()>;
+    fn kill_all(&self, signal: SignalNumber) -> Result<()>;
     /// Removes the directories berth created (and cgroups the container made below them).
     fn remove(&self) -> Result<()>;
     fn handle(&self) -> CgroupHandle;
@@ -419,9 +419,9 @@ impl Cgroup {
     /// container process is in it); otherwise freezes so no process can fork while being
     /// signalled, signals each, then thaws (unless the container was paused and the signal does
     /// not need it to run).
-    fn kill_all(&self, m: &dyn CgroupManager, signal: Signal) -> Result<()> {
+    fn kill_all(&self, m: &dyn CgroupManager, signal: SignalNumber) -> Result<()> {
         if let Some(dir) = self.v2_dir()
-            && signal == Signal::SIGKILL
+            && signal == SignalNumber::KILL
             && dir.path.join("cgroup.kill").exists()
         {
             return fs::write(&dir.path, "cgroup.kill", "1");
@@ -433,14 +433,14 @@ impl Cgroup {
         m.freeze()?;
         let result = m.pids().and_then(|pids| {
             for pid in pids {
-                match kill(Pid::from_raw(pid), signal) {
+                match sys::send_signal(Pid::from_raw(pid), signal) {
                     Ok(()) | Err(Errno::ESRCH) => {}
                     Err(e) => return Err(e).with_context(|| format!("kill({pid}, {signal})")),
                 }
             }
             Ok(())
         });
-        if !was_frozen || signal == Signal::SIGKILL {
+        if !was_frozen || signal == SignalNumber::KILL {
             m.thaw()?;
         }
         result
@@ -740,7 +740,7 @@ impl CgroupManager for V1Manager {
         self.0.pids_in(self.procs_dir()?)
     }
 
-    fn kill_all(&self, signal: Signal) -> Result<()> {
+    fn kill_all(&self, signal: SignalNumber) -> Result<()> {
         self.0.kill_all(self, signal)
     }
 
@@ -821,7 +821,7 @@ impl CgroupManager for V2Manager {
         self.0.pids_in(dir)
     }
 
-    fn kill_all(&self, signal: Signal) -> Result<()> {
+    fn kill_all(&self, signal: SignalNumber) -> Result<()> {
         self.0.kill_all(self, signal)
     }
 

@@ -199,7 +199,7 @@ fn lifecycle_apply_freeze_stats_kill_remove() {
     assert_eq!(stats.cpuset.cpus, [0]);
     assert_eq!(stats.memory.event_count.oom_kill, 0);
 
-    cg.manager.kill_all(Signal::SIGKILL).unwrap();
+    cg.manager.kill_all(SignalNumber::KILL).unwrap();
     let status = cg.children[0].wait().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -296,7 +296,7 @@ fn v2_freeze_and_cgroup_kill() {
     cg.manager.freeze().unwrap();
     assert!(cg.manager.is_frozen().unwrap());
     cg.manager.thaw().unwrap();
-    cg.manager.kill_all(Signal::SIGKILL).unwrap();
+    cg.manager.kill_all(SignalNumber::KILL).unwrap();
     let status = cg.children[0].wait().unwrap();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),

@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 
 use super::state::{StateRoot, Status};
 use super::{Container, NotFound, thaw_after_sigkill, wait_until_killed};
+use crate::sys::SignalNumber;
 use crate::{hooks, logging, sys};
 
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
@@ -63,7 +64,7 @@ fn destroy(container: Container) -> Result<()> {
     if let Some(cgroup) = container.state.cgroup_manager()? {
         // Without a pid namespace of its own the container's processes do not
         // die with its init; its cgroup still holds every one of them.
-        cgroup.kill_all(Signal::SIGKILL)?;
+        cgroup.kill_all(SignalNumber::KILL)?;
         thaw_after_sigkill(cgroup.as_ref())?;
         cgroup.remove()?;
     }

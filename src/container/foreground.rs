@@ -16,7 +16,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::sys;
+use crate::sys::{self, SignalNumber};
 
 /// Blocks every signal we forward (and SIGCHLD) until `wait` reads them; call
 /// before cloning the child, which resets its own mask.
@@ -76,14 +76,17 @@ fn handle_signal(signal_fd: &SignalFd, child: Pid, pty: Option<&OwnedFd>) -> Res
     let Some(info) = signal_fd.read_signal().context("reading the signalfd")? else {
         return Ok(None);
     };
-    let signal = Signal::try_from(info.ssi_signo as i32).context("unknown signal")?;
-    match signal {
-        Signal::SIGCHLD => return reap(child),
-        Signal::SIGWINCH if pty.is_some() => {
+    let number = info.ssi_signo as libc::c_int;
+    match Signal::try_from(number) {
+        Ok(Signal::SIGCHLD) => return reap(child),
+        Ok(Signal::SIGWINCH) if pty.is_some() => {
             sys::copy_window_size(std::io::stdin().as_fd(), pty.expect("checked").as_fd())
         }
+        // Realtime signals too (systemd stops on SIGRTMIN+3), which nix's Signal does not name.
         _ => {
-            let _ = nix::sys::signal::kill(child, signal);
+            if let Some(signal) = SignalNumber::new(number) {
+                let _ = sys::send_signal(child, signal);
+            }
         }
     }
     Ok(None)

@@ -25,7 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 pub use create::{ConsoleTarget, CreateOptions, create};
 pub use delete::delete;
 pub use exec::{ExecRequest, exec};
-pub use kill::{kill, parse_signal};
+pub use kill::kill;
 pub use query::{list, ps, state};
 pub use resources::{events, pause, resume, update};
 pub use run::{RunOptions, run};

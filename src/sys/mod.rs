@@ -8,6 +8,10 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+mod signal;
+
+pub use signal::SignalNumber;
+
 /// `struct clone_args` of clone3(2), kernel ABI version 2 (with `cgroup`).
 #[repr(C)]
 #[derive(Default)]
@@ -140,18 +144,24 @@ pub fn kill_and_reap(pid: Pid, pidfd: BorrowedFd) {
 }
 
 /// pidfd_send_signal(2).
-pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: Signal) -> Result<(), Errno> {
+pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: impl Into<SignalNumber>) -> Result<(), Errno> {
     // SAFETY: plain syscall; a null siginfo means "as kill(2) would send it".
     let ret = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            signal as libc::c_int,
+            signal.into().as_raw(),
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
     };
     Errno::result(ret).map(drop)
+}
+
+/// kill(2) of one process, with any signal number (nix's `kill` takes only the classic ones).
+pub fn send_signal(pid: Pid, signal: SignalNumber) -> Result<(), Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    Errno::result(unsafe { libc::kill(pid.as_raw(), signal.as_raw()) }).map(drop)
 }
 
 /// Marks every fd from `first` upwards close-on-exec, so none leaks into the
