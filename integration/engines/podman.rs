@@ -134,21 +134,21 @@ network_config_dir = "{dir}/cni"
         .collect()
 }
 
-/// Removes every container (conmon goes with them) and what they leave; returns what should
-/// not have been there.
+/// Removes every pod and container (conmon goes with them) and what they leave; returns what
+/// should not have been there.
 fn teardown(engine: &Engine) -> Vec<String> {
     let dir = private_dir("podman");
-    let rm = engine
-        .spawn(
-            &["rm", "--all", "--force", "--time", "0"],
-            &dir.join("io"),
-            "rm-all",
-            |_| {},
-        )
-        .wait(ENGINE_TIMEOUT);
     let mut leftovers = Vec::new();
-    if rm.code != 0 {
-        leftovers.push(format!("podman rm --all failed:\n{rm}"));
+    for (name, args) in [
+        ("pod-rm-all", &["pod", "rm", "--all", "--force"][..]),
+        ("rm-all", &["rm", "--all", "--force", "--time", "0"][..]),
+    ] {
+        let out = engine
+            .spawn(args, &dir.join("io"), name, |_| {})
+            .wait(ENGINE_TIMEOUT);
+        if out.code != 0 {
+            leftovers.push(format!("podman {name} failed:\n{out}"));
+        }
     }
     leftovers.extend(traces::kill_processes_mentioning(&engine.cgroup_parent));
     // conmon's cgroup: all conmons of this podman share it.
@@ -214,11 +214,99 @@ engine_scenarios! {
 /// podman's own scenarios.
 pub mod own {
     use super::*;
+    use crate::harness::cgroup;
     use crate::scenarios::{host_status_field, status_field};
 
     engine_scenarios! {
         engine: podman(), session: Session, scenarios: crate::podman::own;
         privileged,
+        user_namespace,
+        pod,
+        systemd_mode,
+    }
+
+    /// `--uidmap`/`--gidmap`: the container runs in a user namespace, root inside and an
+    /// unprivileged uid outside, and the image's files keep their owners as seen inside.
+    pub fn user_namespace(s: &Session) {
+        let maps = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"];
+        let name = s.sleeper(&maps);
+        let host_uid = fs::read_to_string(format!("/proc/{}/status", s.pid(&name)));
+        let host_uid = host_uid.expect("read status");
+        assert!(host_uid.contains("\nUid:\t100000\t"), "{host_uid}");
+        let script = "id -u; cat /proc/self/uid_map; stat -c %u /home/user; touch /root/ok";
+        let out = s.exec(&[], &name, &["sh", "-c", script]).success();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(lines[0], "0", "{out}");
+        let uid_map: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(uid_map, ["0", "100000", "65536"], "{out}");
+        assert_eq!(lines[2], "1000", "{out}");
+    }
+
+    /// A pod: an infra container (podman's own pause image, built locally from catatonit)
+    /// holds the network, IPC and UTS namespaces, which the pod's containers join.
+    pub fn pod(s: &Session) {
+        let pod = format!("{}-pod", s.dir.file_name().expect("dir").to_string_lossy());
+        let cgroup_parent = &s.engine.cgroup_parent;
+        // The infra container is made with podman's default runtime: the session's here.
+        let create = [
+            "--runtime",
+            s.runtime.name(),
+            "pod",
+            "create",
+            "--name",
+            &pod,
+        ];
+        let out = s.cli(&[&create[..], &["--cgroup-parent", cgroup_parent]].concat());
+        out.success();
+        let infra = s.inspect_pod(&pod, "{{.InfraContainerID}}");
+        let first = s.sleeper(&["--pod", &pod]);
+        let second = s.sleeper(&["--pod", &pod]);
+        let infra_pid: i32 = s.inspect(&infra, "{{.State.Pid}}").parse().expect("pid");
+        for ns in ["net", "ipc", "uts"] {
+            let link = |pid: i32| fs::read_link(format!("/proc/{pid}/ns/{ns}")).expect("ns");
+            assert_eq!(link(s.pid(&first)), link(infra_pid), "{ns} namespace");
+            assert_eq!(link(s.pid(&second)), link(infra_pid), "{ns} namespace");
+        }
+        assert_eq!(s.inspect_pod(&pod, "{{.State}}"), "Running");
+        s.cli(&["pod", "stop", "--time", "1", &pod]).success();
+        assert_eq!(s.inspect_pod(&pod, "{{.State}}"), "Exited");
+        let pod_id = s.inspect_pod(&pod, "{{.ID}}");
+        s.cli(&["pod", "rm", "--force", &pod]).success();
+        let traces = s.engine.traces_of(&infra);
+        assert!(traces.is_empty(), "infra left:\n  {}", traces.join("\n  "));
+        // podman 4.3 removes the pod's cgroup from the controllers it manages only; with runc
+        // too, an empty one stays in the named systemd and the unified hierarchies.
+        let pod_cgroup = format!("{cgroup_parent}/{pod_id}");
+        let left = traces::remove_cgroup_parent(&pod_cgroup, &[]);
+        assert!(
+            left.is_empty(),
+            "containers' cgroups left:\n  {}",
+            left.join("\n  ")
+        );
+    }
+
+    /// `--systemd=always` prepares the container for systemd as init: tmpfs on /run and /tmp,
+    /// the systemd cgroup writable, `container=podman`, and SIGRTMIN+3 to stop it.
+    pub fn systemd_mode(s: &Session) {
+        let name = s.sleeper(&["--systemd", "always"]);
+        assert_eq!(s.inspect(&name, "{{.Config.StopSignal}}"), "37");
+        let script = "grep -E ' (/run|/tmp|/sys/fs/cgroup/systemd) ' /proc/mounts; echo $container";
+        let out = s.exec(&[], &name, &["sh", "-c", script]).success();
+        let mounts: Vec<(&str, &str, bool)> = out
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() > 3).then(|| (f[1], f[2], f[3].split(',').any(|o| o == "rw")))
+            })
+            .collect();
+        assert!(mounts.contains(&("/run", "tmpfs", true)), "{out}");
+        assert!(mounts.contains(&("/tmp", "tmpfs", true)), "{out}");
+        if cgroup::is_v1("memory") {
+            let systemd = ("/sys/fs/cgroup/systemd", "cgroup", true);
+            assert!(mounts.contains(&systemd), "{out}");
+        }
+        assert!(out.stdout.ends_with("podman\n"), "{out}");
     }
 
     /// Capability names by number (capabilities(7)), for `--cap-drop`.

@@ -161,7 +161,7 @@ impl Session {
     }
 
     /// The full arguments of `run`: this session's runtime, a name and a cid file, no network
-    /// unless `opts` choose one,
+    /// unless `opts` choose one (or a pod),
     /// the engine's own, then `opts`, `image` and `cmd`.
     fn run_args(&self, name: &str, opts: &[&str], image: &str, cmd: &[&str]) -> Vec<String> {
         let cid_file = self.cid_file(name);
@@ -176,7 +176,8 @@ impl Session {
         ]
         .map(String::from)
         .into();
-        if !opts.contains(&"--network") {
+        // A pod's containers share the pod's network.
+        if !opts.contains(&"--network") && !opts.contains(&"--pod") {
             args.extend(["--network", "none"].map(String::from));
         }
         args.extend(self.engine.run_args.iter().cloned());
@@ -237,6 +238,15 @@ impl Session {
     #[track_caller]
     pub fn inspect(&self, name: &str, format: &str) -> String {
         let out = self.cli(&["inspect", "--format", format, name]).success();
+        out.stdout.trim().to_string()
+    }
+
+    /// `pod inspect --format <format> <pod>`, trimmed (podman).
+    #[track_caller]
+    pub fn inspect_pod(&self, pod: &str, format: &str) -> String {
+        let out = self
+            .cli(&["pod", "inspect", "--format", format, pod])
+            .success();
         out.stdout.trim().to_string()
     }
 
