@@ -180,7 +180,7 @@ engine_scenarios! {
     restart,
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     stop,
-    #[known_bug("issues 8.1 (blockIO.weight 0) and 8.5: realtime signals are refused")]
+    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     stop_signal_rtmin,
     #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     kill,

@@ -189,7 +189,6 @@ engine_scenarios! {
     update,
     restart,
     stop,
-    #[known_bug("issue 8.5: realtime signals (kill ID 37) are refused")]
     stop_signal_rtmin,
     kill,
     rm_force_running,
