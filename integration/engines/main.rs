@@ -16,6 +16,7 @@ mod common;
 
 mod harness;
 
+mod containerd;
 mod docker;
 mod podman;
 mod scenarios;

@@ -62,6 +62,10 @@ impl Daemon {
         daemon
     }
 
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Child> {
         self.child.lock().unwrap_or_else(|e| e.into_inner())
     }
