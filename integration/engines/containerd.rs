@@ -130,6 +130,30 @@ impl Containerd {
         self.daemon.log_tail()
     }
 
+    /// The cgroup parent of pods (the kubelet's `/kubepods/...`).
+    pub fn pods_cgroup(&self) -> String {
+        format!("/{}/{PODS_CGROUP}", self.name)
+    }
+
+    /// Where CRI writes the logs of pod `pod`'s containers (the kubelet's /var/log/pods/...).
+    pub fn pod_log_dir(&self, pod: &str) -> PathBuf {
+        self.dir.join("pods").join(pod)
+    }
+
+    /// The processes in cgroup `path` (a `cgroupsPath`), from the first hierarchy that has it.
+    pub fn cgroup_pids(&self, path: &str) -> Vec<i32> {
+        common::cgroup_hierarchies()
+            .into_iter()
+            .find_map(|hierarchy| {
+                let procs = hierarchy
+                    .join(path.trim_start_matches('/'))
+                    .join("cgroup.procs");
+                fs::read_to_string(procs).ok()
+            })
+            .map(|procs| procs.lines().filter_map(|pid| pid.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
     /// `ctr ARGS` in this daemon's own namespace.
     pub fn ctr(&self, args: &[&str]) -> Output {
         self.ctr_in(&self.name, args)

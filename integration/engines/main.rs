@@ -17,6 +17,8 @@ mod common;
 mod harness;
 
 mod containerd;
+mod cri;
+mod cri_client;
 mod docker;
 mod podman;
 mod scenarios;
