@@ -21,6 +21,7 @@ mod hooks;
 mod idmap;
 mod lifecycle;
 mod lsm;
+mod memory_policy;
 mod notify;
 mod pidfd_socket;
 mod process;

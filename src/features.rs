@@ -29,6 +29,10 @@ pub fn features() -> Value {
             "selinux": { "enabled": true },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": true } },
+            "memoryPolicy": {
+                "modes": crate::memory_policy::MODES,
+                "flags": crate::memory_policy::FLAGS,
+            },
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),

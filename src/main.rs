@@ -8,6 +8,7 @@ mod hooks;
 mod init;
 mod logging;
 mod lsm;
+mod memory_policy;
 mod namespaces;
 mod process;
 mod rootfs;

@@ -46,7 +46,7 @@ impl Container {
     /// the argument `readme_id` becomes this test's unique id, so that the guard cleans up.
     #[track_caller]
     pub fn run_readme_example(&self, readme_id: &str) -> Output {
-        let script = readme_block(&format!(" {readme_id}\n"));
+        let script = readme_block(&format!(" {readme_id}"));
         let bin = self.dir.join("readme-bin");
         fs::create_dir_all(&bin).expect("create the shim's dir");
         write_berth_shim(&bin.join("berth"), readme_id, self);

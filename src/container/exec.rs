@@ -19,6 +19,7 @@ use super::foreground::{self, receive_pty_master};
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{StateRoot, Status, write_atomically};
 use crate::cgroups::CgroupManager;
+use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::{self, clone_flag};
 use crate::process;
 use crate::seccomp::{self, PendingFilter};
@@ -111,6 +112,8 @@ struct ExecTarget {
     pid_namespace: bool,
     cgroup: Option<Box<dyn CgroupManager>>,
     seccomp: Option<LinuxSeccomp>,
+    /// The container's, which exec'd processes get too (as with runc).
+    memory_policy: Option<MemoryPolicy>,
     state_json: serde_json::Value,
 }
 
@@ -134,6 +137,7 @@ impl ExecTarget {
             pid_namespace: has_namespace(&container, LinuxNamespaceType::Pid),
             cgroup: container.state.cgroup_manager()?,
             seccomp: linux.and_then(|l| l.seccomp().clone()),
+            memory_policy: linux.map(MemoryPolicy::of).transpose()?.flatten(),
             state_json: container.state.to_oci_json(status),
         })
     }
@@ -232,6 +236,9 @@ impl ExecChild<'_> {
             process::console::attach_slave(pty)?;
         }
         let prepared = process::prepare(process, None)?;
+        if let Some(policy) = &self.target.memory_policy {
+            policy.apply()?;
+        }
         process::mark_fds_cloexec(3 + self.request.preserve_fds)?;
         filter.before_identity(self.channel)?;
         prepared.assume_identity()?;

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxNamespaceType, Mount};
 
 use crate::hooks;
+use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::NamespacePlan;
 use crate::process::{self, Prepared};
 use crate::rootfs::{self, IdmappedMounts, RootfsOptions};
@@ -110,6 +111,9 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         args.bundle.process(),
         args.bundle.linux().personality().as_ref(),
     )?;
+    if let Some(policy) = MemoryPolicy::of(args.bundle.linux())? {
+        policy.apply()?;
+    }
     process::mark_fds_cloexec(3 + args.preserved_fds)?;
     args.seccomp.before_identity(&args.channel)?;
     prepared.assume_identity()?;

@@ -8,23 +8,14 @@ use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
+use crate::spec::parse_number_list;
+
 /// Parses a kernel cpu list ("0-3,7") into a set.
 pub fn parse_cpu_list(list: &str) -> Result<CpuSet, String> {
     let mut cpus = CpuSet::new();
-    for part in list.split(',') {
-        let (first, last) = part.split_once('-').unwrap_or((part, part));
-        let parse = |cpu: &str| {
-            cpu.parse::<usize>()
-                .map_err(|_| format!("{list:?}: {cpu:?} is not a cpu number"))
-        };
-        let (first, last) = (parse(first)?, parse(last)?);
-        if first > last {
-            return Err(format!("{list:?}: range {part} is reversed"));
-        }
-        for cpu in first..=last {
-            cpus.set(cpu)
-                .map_err(|_| format!("{list:?}: cpu {cpu} is beyond {}", CpuSet::count() - 1))?;
-        }
+    for cpu in parse_number_list(list, "cpu")? {
+        cpus.set(cpu)
+            .map_err(|_| format!("{list:?}: cpu {cpu} is beyond {}", CpuSet::count() - 1))?;
     }
     Ok(cpus)
 }

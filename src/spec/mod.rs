@@ -3,6 +3,7 @@
 //! the JSON field in the message.
 
 mod default;
+mod list;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -11,7 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Linux, Process, Spec};
 
+use crate::memory_policy::MemoryPolicy;
+
 pub use default::default_spec;
+pub use list::parse_number_list;
 
 pub const CONFIG_FILE: &str = "config.json";
 
@@ -74,6 +78,7 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         .expect("validated: process is present");
     crate::lsm::check_host_supports(process, mount_label)
         .with_context(|| format!("{}", config_path.display()))?;
+    check_host_memory_policy(&spec).with_context(|| format!("{}", config_path.display()))?;
     let root = spec.root().as_ref().expect("validated: root is present");
     let rootfs = dir.join(root.path());
     let rootfs = rootfs
@@ -87,6 +92,11 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         );
     }
     Ok(Bundle { dir, rootfs, spec })
+}
+
+fn check_host_memory_policy(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref().expect("validated: linux is present");
+    MemoryPolicy::of(linux)?.map_or(Ok(()), |policy| policy.check_host())
 }
 
 /// Parses config.json; a type error names the JSON path of the bad field.
@@ -133,7 +143,9 @@ fn validate(spec: &Spec) -> Result<()> {
             process.cwd().display()
         );
     }
-    let personality = spec.linux().as_ref().and_then(|l| l.personality().as_ref());
+    let linux = spec.linux().as_ref().expect("checked above");
+    MemoryPolicy::of(linux)?;
+    let personality = linux.personality().as_ref();
     crate::process::validate(process, personality)?;
     crate::rootfs::validate_idmapped_mounts(spec)?;
     crate::rootfs::sysctl::validate(spec)

@@ -271,6 +271,27 @@ pub fn set_domain_name(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// set_mempolicy(2) for the calling thread: `mode` with its flags, over the nodes whose bits are
+/// set in `nodemask` (empty for the modes that take none).
+pub fn set_mempolicy(mode: libc::c_int, nodemask: &[libc::c_ulong]) -> io::Result<()> {
+    let bits = nodemask.len() * libc::c_ulong::BITS as usize;
+    // The kernel reads one bit fewer than `maxnode` says (its historical off-by-one, which
+    // libnuma also compensates for).
+    let maxnode = if bits == 0 { 0 } else { bits + 1 };
+    let mask = if bits == 0 {
+        std::ptr::null()
+    } else {
+        nodemask.as_ptr()
+    };
+    // SAFETY: `mask` points to `nodemask`, which holds `bits` bits and outlives the call (or is
+    // null with maxnode 0); the kernel only reads it.
+    let ret = unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, mask, maxnode) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Sends `payload` with exactly one fd attached by SCM_RIGHTS, in one sendmsg (the sync channel,
 /// runc's console and pidfd socket protocols, which expect no reply).
 pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> io::Result<()> {
