@@ -255,15 +255,28 @@ pub fn pod_lifecycle(node: &Node) {
     pod.remove(&[&container]);
 }
 
-/// A container that exits by itself shows as exited with its code: on every exit containerd
-/// sends `kill --all ID 9` to the stopped container, which must succeed as with runc (issue 8,
-/// failure 5: otherwise the container shows as running forever).
+/// A container that exits by itself shows as exited with its code, and what it printed is in
+/// its log (what `kubectl logs` reads): on every exit containerd sends `kill --all ID 9` to the
+/// stopped container, which must succeed as with runc (issue 8, failure 5: otherwise the
+/// container shows as running forever).
 pub fn container_exit_is_reported(node: &Node) {
     let pod = node.run_pod("");
-    let failing = pod.start_container("failing", &["sh", "-c", "exit 3"], |_| {});
+    let script = "echo bye; echo oops >&2; exit 3";
+    let failing = pod.start_container("failing", &["sh", "-c", script], |_| {});
     let done = pod.start_container("done", &["true"], |_| {});
     let status = pod.wait_for_exit(&failing);
     assert_eq!((status.exit_code, status.reason.as_str()), (3, "Error"));
+    // CRI's log format: "<time> <stream> F <line>".
+    let log = std::fs::read_to_string(&status.log_path).expect("read the container's log");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(_, rest)| rest)
+        .collect();
+    assert!(
+        lines.contains(&"stdout F bye") && lines.contains(&"stderr F oops"),
+        "{log}"
+    );
     let status = pod.wait_for_exit(&done);
     assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
     pod.remove(&[&failing, &done]);
@@ -391,6 +404,23 @@ pub fn resources_and_update(node: &Node) {
     pod.remove(&[&container]);
 }
 
+/// A container that outgrows its memory limit is OOM-killed, and CRI says so (the shim watches
+/// the cgroup the runtime put it in).
+pub fn oom_killed(node: &Node) {
+    let pod = node.run_pod("");
+    // tail keeps a line without a newline in memory until it ends: it grows past the limit.
+    let script = "head -c 200m /dev/zero | tail";
+    let container = pod.start_container("hungry", &["sh", "-c", script], |config| {
+        config.linux.as_mut().expect("linux config").resources = Some(LinuxContainerResources {
+            memory_limit_in_bytes: 32 * 1024 * 1024,
+            ..Default::default()
+        });
+    });
+    let status = pod.wait_for_exit(&container);
+    assert_eq!(status.reason, "OOMKilled", "{status:?}");
+    pod.remove(&[&container]);
+}
+
 /// The kubelet's namespaces for pods and their containers: the pod's network and IPC, a pid
 /// namespace per container.
 fn kubelet_namespaces() -> NamespaceOption {
@@ -425,4 +455,5 @@ engine_scenarios! {
     stop_container_after_grace_period,
     security_context,
     resources_and_update,
+    oom_killed,
 }
