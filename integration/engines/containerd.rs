@@ -318,9 +318,10 @@ impl Containerd {
     }
 
     /// What the engine should have removed: container processes, shims, container cgroups
-    /// (the pods' parent is the kubelet's, which runtimes leave alone), after up to 5 s.
+    /// (the pods' parent is the kubelet's, which runtimes leave alone), after up to 15 s: a
+    /// shim exits when containerd tells it to, after its last delete, which a loaded host delays.
     fn settled_leftovers(&self) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let processes = self.container_processes().into_iter().chain(self.shims());
             let mut leftovers: Vec<String> = processes
