@@ -21,4 +21,5 @@ mod cri;
 mod cri_client;
 mod docker;
 mod podman;
+mod replay;
 mod scenarios;
