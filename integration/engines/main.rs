@@ -16,6 +16,7 @@ mod common;
 
 mod harness;
 
+mod capture;
 mod containerd;
 mod cri;
 mod cri_client;
