@@ -691,6 +691,129 @@ fn update_applies_flags_and_resources_from_stdin_and_file() {
     );
 }
 
+/// `berth update --resources -` with `resources` on stdin.
+fn update_from_stdin(c: &Container, resources: &Value) -> Output {
+    let file = c.dir.join("update.json");
+    fs::write(&file, resources.to_string()).expect("write the update's resources");
+    c.spawn_with(&["update", "--resources", "-", &c.id], |cmd| {
+        cmd.stdin(fs::File::open(&file).expect("open the update's resources"));
+    })
+    .wait(COMMAND_TIMEOUT)
+}
+
+/// What every `docker update` sends (Docker 20.10), whatever the user changed: zeros mean unset.
+fn docker_update_json() -> Value {
+    json!({"memory": {"limit": 0, "reservation": 0, "kernel": 0},
+           "cpu": {"shares": 0, "quota": 0, "period": 0},
+           "blockIO": {"weight": 0}})
+}
+
+/// The host's defaults for limits_on_host() and cpu_shares_on_host() of a new cgroup.
+fn default_limits() -> ((String, String, String), String) {
+    let memory = if is_v2_controller("memory") {
+        "max".to_string()
+    } else {
+        // LONG_MAX rounded down to the page size: what "-1" (unlimited) reads back as.
+        (i64::MAX / 4096 * 4096).to_string()
+    };
+    let (quota, shares) = if is_v2_controller("cpu") {
+        ("max 100000", "100")
+    } else {
+        ("-1", "1024")
+    };
+    let limits = (memory, "max".to_string(), quota.to_string());
+    (limits, shares.to_string())
+}
+
+#[test]
+fn zeros_that_mean_unset_change_nothing_at_create() {
+    // Every zero Docker and runc's update defaults send, in one config.
+    let c = sleeper(json!({
+        "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+                   "disableOOMKiller": false},
+        "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0,
+                "cpus": "", "mems": ""},
+        "blockIO": {"weight": 0, "leafWeight": 0},
+        "pids": {"limit": 0},
+    }));
+    exec_sh(&c, "true").success();
+    let (limits, shares) = default_limits();
+    assert_eq!(limits_on_host(&c), limits);
+    assert_eq!(cpu_shares_on_host(&c), shares);
+}
+
+#[test]
+fn dockers_update_json_changes_nothing() {
+    let c = sleeper(
+        json!({"memory": {"limit": 64 * MIB, "reservation": 32 * MIB},
+                           "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+                           "pids": {"limit": 20}}),
+    );
+    let limits = limits_on_host(&c);
+    let shares = cpu_shares_on_host(&c);
+    update_from_stdin(&c, &docker_update_json()).success();
+    assert_eq!(limits_on_host(&c), limits);
+    assert_eq!(cpu_shares_on_host(&c), shares);
+    let reservation = if is_v2_controller("memory") {
+        read_cgroup(&c, "memory", "memory.low")
+    } else {
+        read_cgroup(&c, "memory", "memory.soft_limit_in_bytes")
+    };
+    assert_eq!(reservation, (32 * MIB).to_string());
+
+    // `docker update --memory 128m`: the same zeros with the one value set.
+    let mut update = docker_update_json();
+    update["memory"]["limit"] = json!(128 * MIB);
+    update_from_stdin(&c, &update).success();
+    let (_, pids, quota) = limits;
+    assert_eq!(limits_on_host(&c), ((128 * MIB).to_string(), pids, quota));
+}
+
+#[test]
+fn a_failing_update_changes_nothing() {
+    let c = sleeper(
+        json!({"memory": {"limit": 64 * MIB}, "cpu": {"quota": 50000},
+                           "pids": {"limit": 20}}),
+    );
+    let before = limits_on_host(&c);
+    // Memory and quota are written before the cpuset, which the kernel refuses: no such CPUs.
+    let out = c
+        .cmd(&[
+            "update",
+            "--memory",
+            "128m",
+            "--cpu-quota",
+            "30000",
+            "--pids-limit",
+            "30",
+            "--cpuset-cpus",
+            "0-4095",
+            &c.id,
+        ])
+        .failure();
+    assert!(
+        out.stderr.contains("cpuset.cpus"),
+        "the error should name cpuset.cpus:\n{out}"
+    );
+    assert_eq!(
+        limits_on_host(&c),
+        before,
+        "a failed update changed the cgroup"
+    );
+    // A value checked before anything is written fails the same way. runc deviates: runc
+    // 1.1.5 writes the new memory limit, then finds the shares out of range and keeps it.
+    c.cmd(&["update", "--memory", "128m", "--cpu-share", "1", &c.id])
+        .failure();
+    assert_eq!(
+        limits_on_host(&c),
+        before,
+        "a refused update changed the cgroup"
+    );
+    // The container is still updatable.
+    c.cmd(&["update", "--memory", "128m", &c.id]).success();
+    assert_eq!(limits_on_host(&c).0, (128 * MIB).to_string());
+}
+
 #[test]
 fn events_stats_prints_one_runc_shaped_stats_event() {
     let c = sleeper(json!({"memory": {"limit": 64 * MIB}, "pids": {"limit": 10}}));

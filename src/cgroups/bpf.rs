@@ -5,9 +5,9 @@
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Context, Result};
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+use oci_spec::runtime::LinuxDeviceCgroup;
 
-use super::convert::device_access;
+use super::convert::{DeviceClass, device_access, device_class};
 
 /// One eBPF instruction (struct bpf_insn).
 #[repr(C)]
@@ -75,16 +75,12 @@ fn access_mask(access: &str) -> i32 {
 
 /// The checks of one rule; each is a list of instructions whose last one jumps to the next rule
 /// when the check fails (offsets are patched once the block's length is known).
-fn rule_checks(rule: &LinuxDeviceCgroup) -> Result<Option<Vec<Vec<Insn>>>> {
+fn rule_checks(rule: &LinuxDeviceCgroup) -> Result<Vec<Vec<Insn>>> {
     let mut checks = Vec::new();
-    match rule.typ().unwrap_or_default() {
-        LinuxDeviceType::A => {}
-        LinuxDeviceType::B => checks.push(vec![insn(JNE_K, R_TYPE, 0, 0, DEV_BLOCK)]),
-        LinuxDeviceType::C | LinuxDeviceType::U => {
-            checks.push(vec![insn(JNE_K, R_TYPE, 0, 0, DEV_CHAR)])
-        }
-        // Device cgroups never see fifos; runc drops such rules too.
-        LinuxDeviceType::P => return Ok(None),
+    match device_class(rule)? {
+        DeviceClass::All => {}
+        DeviceClass::Block => checks.push(vec![insn(JNE_K, R_TYPE, 0, 0, DEV_BLOCK)]),
+        DeviceClass::Char => checks.push(vec![insn(JNE_K, R_TYPE, 0, 0, DEV_CHAR)]),
     }
     let mask = access_mask(device_access(rule.access().as_deref())?);
     if mask != ACC_READ | ACC_WRITE | ACC_MKNOD {
@@ -102,7 +98,7 @@ fn rule_checks(rule: &LinuxDeviceCgroup) -> Result<Option<Vec<Vec<Insn>>>> {
             checks.push(vec![insn(JNE_K, reg, 0, 0, n)]);
         }
     }
-    Ok(Some(checks))
+    Ok(checks)
 }
 
 /// Builds the program. Rules are emitted last first, each returning on a match, so the last
@@ -110,9 +106,7 @@ fn rule_checks(rule: &LinuxDeviceCgroup) -> Result<Option<Vec<Vec<Insn>>>> {
 pub fn device_program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {
     let mut program = prologue();
     for rule in rules.iter().rev() {
-        let Some(checks) = rule_checks(rule)? else {
-            continue;
-        };
+        let checks = rule_checks(rule)?;
         let unconditional = checks.is_empty();
         let block_len: usize = checks.iter().map(Vec::len).sum::<usize>() + 2;
         let mut emitted = 0;
@@ -263,13 +257,12 @@ fn attach_or_detach(cmd: libc::c_int, cgroup: &impl AsFd, prog: &OwnedFd) -> Res
     bpf(cmd, &mut attr, what).map(drop)
 }
 
-/// Installs the program for `rules` on the cgroup open as `cgroup` (a directory fd), replacing
+/// Installs `program` (from [`device_program`]) on the cgroup open as `cgroup` (a directory fd), replacing
 /// what was there. The new program is attached before the old ones go, and attached programs
 /// must all allow an access, so no moment is less strict than either rule set.
-pub fn install(cgroup: &impl AsFd, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let program = device_program(rules)?;
+pub fn install(cgroup: &impl AsFd, program: &[Insn]) -> Result<()> {
     let old = attached(cgroup)?;
-    let new = load(&program)?;
+    let new = load(program)?;
     attach_or_detach(BPF_PROG_ATTACH, cgroup, &new)?;
     for id in old {
         let mut attr = GetFdByIdAttr {
@@ -289,7 +282,7 @@ pub fn install(cgroup: &impl AsFd, rules: &[LinuxDeviceCgroup]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
     /// Runs a program built by `device_program` (only the opcodes it emits).
     fn run(program: &[Insn], dev_type: i32, access: i32, major: u32, minor: u32) -> u64 {
@@ -383,9 +376,9 @@ mod tests {
     }
 
     #[test]
-    fn fifo_rules_are_skipped_and_bad_access_rejected() {
+    fn fifo_rules_and_bad_access_are_rejected() {
         let fifo = [rule(true, LinuxDeviceType::P, -1, -1, "rwm")];
-        assert_eq!(device_program(&fifo).unwrap().len(), prologue().len() + 2);
+        assert!(device_program(&fifo).is_err());
         let bad = [rule(true, LinuxDeviceType::C, 1, 3, "rwx")];
         assert!(device_program(&bad).is_err());
     }

@@ -1,6 +1,129 @@
 //! Value conversions and checks shared by the v1 and v2 drivers, following runc.
 
 use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{
+    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNetwork,
+    LinuxResources, LinuxWeightDeviceBuilder,
+};
+
+use crate::logging;
+
+/// `r` with the values that mean "not set" taken out, as runc's converters read them, so that
+/// every writer can take a present field as one to write. Docker sends `blockIO.weight: 0` with
+/// every container and zeros for memory, cpu and blockIO with every `docker update`.
+///
+/// Unset: a zero memory limit, reservation or swap; zero cpu shares, quota, period, realtime
+/// runtime or period; empty cpus or mems; `disableOOMKiller: false` (runc only ever writes 1);
+/// swappiness -1 (as the unsigned value it becomes); zero blockIO weights (also per device); a
+/// zero net_cls class id; a zero pids limit. Kernel memory (`kernel`, `kernelTCP`) is
+/// deprecated and ignored with a warning, as runc does. Hugepage limits, burst, idle and the
+/// rest keep zero as a real value.
+pub fn without_unset(r: &LinuxResources) -> LinuxResources {
+    let mut r = r.clone();
+    let memory = r.memory().map(without_unset_memory);
+    r.set_memory(memory.filter(|m| *m != LinuxMemory::default()));
+    let cpu = r.cpu().as_ref().map(without_unset_cpu);
+    r.set_cpu(cpu.filter(|c| *c != LinuxCpu::default()));
+    let block_io = r.block_io().as_ref().map(without_unset_block_io);
+    r.set_block_io(block_io.filter(|b| *b != LinuxBlockIo::default()));
+    let network = r.network().as_ref().map(|n| {
+        let mut n = n.clone();
+        n.set_class_id(n.class_id().filter(|id| *id != 0));
+        n
+    });
+    r.set_network(network.filter(|n| *n != LinuxNetwork::default()));
+    r.set_pids(r.pids().filter(|p| p.limit() != 0));
+    r
+}
+
+/// What a container's resources are after `update` applied `update` to `recorded`: every
+/// field the update sets (see [`without_unset`]) replaces the recorded one, the others stay;
+/// device rules never change after create.
+pub fn updated_record(recorded: &LinuxResources, update: &LinuxResources) -> LinuxResources {
+    let mut update = without_unset(update);
+    update.set_devices(None);
+    let mut merged = serde_json::to_value(recorded).expect("resources serialize to JSON");
+    merge_json(
+        &mut merged,
+        serde_json::to_value(update).expect("resources serialize"),
+    );
+    serde_json::from_value(merged).expect("merged resources keep their shape")
+}
+
+/// Objects merge key by key; anything else (numbers, strings, arrays) is replaced.
+fn merge_json(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+            for (key, value) in from {
+                merge_json(into.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
+
+fn without_unset_memory(m: LinuxMemory) -> LinuxMemory {
+    let mut m = m;
+    #[allow(deprecated)] // kernel memory is still in the spec
+    if m.kernel().is_some_and(|k| k != 0) || m.kernel_tcp().is_some_and(|k| k != 0) {
+        logging::log(
+            logging::Level::Warning,
+            "linux.resources.memory.kernel/kernelTCP: kernel memory settings are ignored",
+        );
+    }
+    #[allow(deprecated)]
+    m.set_kernel(None);
+    m.set_kernel_tcp(None);
+    let nonzero = |v: Option<i64>| v.filter(|v| *v != 0);
+    m.set_limit(nonzero(m.limit()));
+    m.set_reservation(nonzero(m.reservation()));
+    m.set_swap(nonzero(m.swap()));
+    m.set_swappiness(m.swappiness().filter(|s| *s != u64::MAX));
+    m.set_disable_oom_killer(m.disable_oom_killer().filter(|disable| *disable));
+    m
+}
+
+fn without_unset_cpu(c: &LinuxCpu) -> LinuxCpu {
+    let mut c = c.clone();
+    c.set_shares(c.shares().filter(|s| *s != 0));
+    c.set_quota(c.quota().filter(|q| *q != 0));
+    c.set_period(c.period().filter(|p| *p != 0));
+    c.set_realtime_runtime(c.realtime_runtime().filter(|r| *r != 0));
+    c.set_realtime_period(c.realtime_period().filter(|p| *p != 0));
+    c.set_cpus(c.cpus().clone().filter(|cpus| !cpus.is_empty()));
+    c.set_mems(c.mems().clone().filter(|mems| !mems.is_empty()));
+    c
+}
+
+fn without_unset_block_io(b: &LinuxBlockIo) -> LinuxBlockIo {
+    let mut b = b.clone();
+    b.set_weight(b.weight().filter(|w| *w != 0));
+    b.set_leaf_weight(b.leaf_weight().filter(|w| *w != 0));
+    let devices = b.weight_device().as_ref().map(|devices| {
+        let nonzero = |w: Option<u16>| w.filter(|w| *w != 0);
+        let set = devices
+            .iter()
+            .filter(|d| nonzero(d.weight()).is_some() || nonzero(d.leaf_weight()).is_some());
+        set.map(|d| {
+            // Built anew: oci-spec has no setters for these fields.
+            let mut builder = LinuxWeightDeviceBuilder::default()
+                .major(d.major())
+                .minor(d.minor());
+            if let Some(weight) = nonzero(d.weight()) {
+                builder = builder.weight(weight);
+            }
+            if let Some(leaf_weight) = nonzero(d.leaf_weight()) {
+                builder = builder.leaf_weight(leaf_weight);
+            }
+            builder
+                .build()
+                .expect("every field of a weight device has a default")
+        })
+        .collect::<Vec<_>>()
+    });
+    b.set_weight_device(devices.filter(|d| !d.is_empty()));
+    b
+}
 
 /// cpu.shares (v1, 2…262144, default 1024) to cpu.weight (v2, 1…10000, default 100). runc's
 /// current formula: a quadratic in log2(shares) through (2, 1), (1024, 100) and (262144, 10000).
@@ -131,9 +254,148 @@ pub fn device_access(access: Option<&str>) -> Result<&str> {
     Ok(access)
 }
 
+/// The devices a rule is about, as the device cgroup knows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceClass {
+    All,
+    Block,
+    Char,
+}
+
+/// A rule's `type`: `a` (also when absent), `b` or `c`. The device cgroup never sees fifos, so
+/// `p` (and `u`) mean nothing here; runc refuses them in `linux.resources.devices` too.
+pub fn device_class(rule: &LinuxDeviceCgroup) -> Result<DeviceClass> {
+    match rule.typ().unwrap_or_default() {
+        LinuxDeviceType::A => Ok(DeviceClass::All),
+        LinuxDeviceType::B => Ok(DeviceClass::Block),
+        LinuxDeviceType::C => Ok(DeviceClass::Char),
+        other => bail!(
+            "linux.resources.devices: type {:?} is not a, b or c (fifos are never in the device \
+             cgroup)",
+            other.as_str()
+        ),
+    }
+}
+
+/// A rule in the v1 `devices.allow`/`devices.deny` format: `c 1:3 rwm`, `a *:* rwm`.
+pub fn device_rule(rule: &LinuxDeviceCgroup) -> Result<String> {
+    let class = match device_class(rule)? {
+        DeviceClass::All => "a",
+        DeviceClass::Block => "b",
+        DeviceClass::Char => "c",
+    };
+    let number = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".into(), |n| n.to_string());
+    let (major, minor) = (number(rule.major()), number(rule.minor()));
+    let access = device_access(rule.access().as_deref())?;
+    Ok(format!("{class} {major}:{minor} {access}"))
+}
+
+/// A memory limit: -1 is unlimited, other negative values mean nothing.
+pub fn check_limit(value: i64, field: &str) -> Result<()> {
+    if value < -1 {
+        bail!("linux.resources.{field}: {value} is negative (-1 means unlimited)");
+    }
+    Ok(())
+}
+
+/// cpu.shares as the kernel takes it without clamping (runc reads it back to find out).
+pub fn check_cpu_shares(shares: u64) -> Result<()> {
+    if !(2..=262144).contains(&shares) {
+        bail!("linux.resources.cpu.shares: {shares} is outside 2…262144");
+    }
+    Ok(())
+}
+
+/// CFS bandwidth as the kernel takes it: a period of 1ms to 1s, a quota of at least 1ms (or -1,
+/// unlimited).
+pub fn check_cfs(quota: Option<i64>, period: Option<u64>) -> Result<()> {
+    if let Some(period) = period.filter(|p| !(1000..=1_000_000).contains(p)) {
+        bail!("linux.resources.cpu.period: {period} is outside 1000…1000000 (µs)");
+    }
+    if let Some(quota) = quota.filter(|q| *q != -1 && *q < 1000) {
+        bail!("linux.resources.cpu.quota: {quota} is below 1000 µs (-1 means unlimited)");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resources(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// What every `docker update` sends, whatever was asked.
+    const DOCKER_UPDATE: &str = r#"{"memory":{"limit":0,"reservation":0,"kernel":0},
+        "cpu":{"shares":0,"quota":0,"period":0},"blockIO":{"weight":0}}"#;
+
+    #[test]
+    fn zeros_that_mean_unset_are_taken_out() {
+        assert_eq!(
+            without_unset(&resources(DOCKER_UPDATE)),
+            LinuxResources::default()
+        );
+        let docker_run = r#"{"memory":{"disableOOMKiller":false},
+            "cpu":{"shares":0,"cpus":"","mems":""},
+            "blockIO":{"weight":0,"weightDevice":[{"major":8,"minor":0,"weight":0}]},
+            "pids":{"limit":0},"network":{"classID":0}}"#;
+        assert_eq!(
+            without_unset(&resources(docker_run)),
+            LinuxResources::default()
+        );
+        let real = r#"{"memory":{"limit":1,"swappiness":0},"cpu":{"burst":0,"idle":0},
+            "hugepageLimits":[{"pageSize":"2MB","limit":0}],
+            "blockIO":{"weightDevice":[{"major":8,"minor":0,"weight":0,"leafWeight":5}]}}"#;
+        let kept = without_unset(&resources(real));
+        let json = serde_json::to_value(&kept).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"memory":{"limit":1,"swappiness":0},"cpu":{"burst":0,"idle":0},
+                "hugepageLimits":[{"pageSize":"2MB","limit":0}],
+                "blockIO":{"weightDevice":[{"major":8,"minor":0,"leafWeight":5}]}})
+        );
+    }
+
+    #[test]
+    fn an_update_record_keeps_what_the_update_did_not_set() {
+        let recorded = resources(
+            r#"{"memory":{"limit":1000,"swap":2000},"devices":[{"allow":false,"access":"rwm"}],
+                "unified":{"a.b":"1"}}"#,
+        );
+        let update = resources(
+            r#"{"memory":{"limit":0,"swap":3000},"devices":[],
+            "unified":{"c.d":"2"},"pids":{"limit":7}}"#,
+        );
+        let json = serde_json::to_value(updated_record(&recorded, &update)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"memory":{"limit":1000,"swap":3000},
+                "devices":[{"allow":false,"access":"rwm"}],
+                "unified":{"a.b":"1","c.d":"2"},"pids":{"limit":7}})
+        );
+        assert_eq!(
+            updated_record(&recorded, &resources(DOCKER_UPDATE)),
+            recorded
+        );
+    }
+
+    #[test]
+    fn value_checks() {
+        assert!(check_limit(-1, "memory.limit").is_ok());
+        assert!(check_limit(-2, "memory.limit").is_err());
+        assert!(check_cpu_shares(1).is_err() && check_cpu_shares(2).is_ok());
+        assert!(check_cfs(Some(-1), Some(100000)).is_ok());
+        assert!(check_cfs(Some(999), None).is_err());
+        assert!(check_cfs(None, Some(1_000_001)).is_err());
+        let rule = |json: &str| serde_json::from_str::<LinuxDeviceCgroup>(json).unwrap();
+        let fifo = rule(r#"{"allow":true,"type":"p","access":"rwm"}"#);
+        assert!(device_rule(&fifo).is_err());
+        let all = rule(r#"{"allow":false}"#);
+        assert_eq!(device_rule(&all).unwrap(), "a *:* rwm");
+        let null = rule(r#"{"allow":true,"type":"c","major":1,"minor":3,"access":"rw"}"#);
+        assert_eq!(device_rule(&null).unwrap(), "c 1:3 rw");
+    }
 
     #[test]
     fn shares_to_weight_matches_runc_reference_points() {

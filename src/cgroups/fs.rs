@@ -17,11 +17,6 @@ pub fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
         .with_context(|| format!("writing {value:?} to {}", path.display()))
 }
 
-/// Like [`write`], with the spec field that asked for it in the error.
-pub fn set(dir: &Path, file: &str, value: &str, field: &str) -> Result<()> {
-    write(dir, file, value).with_context(|| format!("linux.resources.{field}"))
-}
-
 pub fn read(dir: &Path, file: &str) -> Result<String> {
     let path = dir.join(file);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))

@@ -22,6 +22,7 @@ mod stats;
 mod update;
 mod v1;
 mod v2;
+mod writes;
 
 #[cfg(test)]
 mod root_tests;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::logging;
 use crate::sys::{self, SignalNumber};
 
+pub use convert::updated_record;
 pub use devices::container_device_rules;
 pub use layout::Layout;
 pub use oom::OomWatch;
@@ -92,8 +94,12 @@ pub trait CgroupManager {
     fn clone_into_fd(&self) -> Option<BorrowedFd<'_>>;
     /// Moves `pid` into the cgroup in every hierarchy.
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// Applies every present field; absent fields change nothing. Used by create and update.
+    /// Applies every field that is set (see `convert::without_unset`) at create, after checking
+    /// them all. On error, `remove` undoes what was made.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;
+    /// `berth update`: like `apply`, but leaves the device rules alone (as runc does: they
+    /// were composed with the defaults at create) and changes nothing when it fails.
+    fn update(&self, resources: &LinuxResources) -> Result<()>;
     fn freeze(&self) -> Result<()>;
     fn thaw(&self) -> Result<()>;
     fn is_frozen(&self) -> Result<bool>;
@@ -340,32 +346,46 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Applies `r` where the driver's `target` says. Rootless, device rules are left out, as
-    /// runc does: they need privilege on the host (v1 devices.deny, attaching the v2 eBPF
-    /// program), and such a container only reaches device nodes bound from the host, with the
-    /// user's own permissions. Without a cgroup there is nowhere to put a limit.
-    fn apply<'m>(
+    /// Plans the writes for `r` where the driver's `target` says. Rootless, device rules are
+    /// left out, as runc does: they need privilege on the host (v1 devices.deny, attaching the
+    /// v2 eBPF program), and such a container only reaches device nodes bound from the host,
+    /// with the user's own permissions. Without a cgroup there is nowhere to put a limit.
+    fn plan<'m>(
         &self,
         r: &LinuxResources,
+        change: Change,
         target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
-    ) -> Result<()> {
-        let without_devices;
-        let r = if self.handle.rootless && r.devices().is_some() {
-            without_devices = r.clone().set_devices(None).clone();
-            &without_devices
-        } else {
-            r
-        };
-        if !self.handle.dirs.is_empty() {
-            return apply_resources(r, target);
+    ) -> Result<writes::Writes> {
+        let mut r = convert::without_unset(r);
+        if self.handle.rootless || change == Change::Update {
+            r.set_devices(None);
         }
-        if *r != LinuxResources::default() {
+        if !self.handle.dirs.is_empty() {
+            return plan_writes(&r, target);
+        }
+        if r != LinuxResources::default() {
             bail!(
                 "linux.resources: the container has no cgroup to set limits in (berth is \
                  rootless and was given no cgroupsPath delegated to it)"
             );
         }
-        Ok(())
+        Ok(writes::Writes::default())
+    }
+
+    fn apply<'m>(
+        &self,
+        r: &LinuxResources,
+        target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
+    ) -> Result<()> {
+        self.plan(r, Change::Create, target)?.apply()
+    }
+
+    fn update<'m>(
+        &self,
+        r: &LinuxResources,
+        target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
+    ) -> Result<()> {
+        self.plan(r, Change::Update, target)?.apply_or_restore()
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
@@ -447,23 +467,31 @@ impl Cgroup {
     }
 }
 
+/// Whether resources are applied to a new container or updated on a running one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    Create,
+    Update,
+}
+
+/// The first set field of a section, to name it when its controller is missing.
+fn first_set(fields: &[(&'static str, bool)]) -> Option<&'static str> {
+    fields.iter().find(|(_, set)| *set).map(|(f, _)| *f)
+}
+
 fn memory_field(m: &LinuxMemory) -> Option<&'static str> {
-    #[allow(deprecated)] // kernel memory is still in the spec
-    let fields = [
+    first_set(&[
         ("limit", m.limit().is_some()),
         ("reservation", m.reservation().is_some()),
         ("swap", m.swap().is_some()),
-        ("kernel", m.kernel().is_some()),
-        ("kernelTCP", m.kernel_tcp().is_some()),
         ("swappiness", m.swappiness().is_some()),
         ("disableOOMKiller", m.disable_oom_killer().is_some()),
         ("useHierarchy", m.use_hierarchy().is_some()),
-    ];
-    fields.into_iter().find(|(_, set)| *set).map(|(f, _)| f)
+    ])
 }
 
 fn cpu_field(c: &LinuxCpu) -> Option<&'static str> {
-    let fields = [
+    first_set(&[
         ("shares", c.shares().is_some()),
         ("quota", c.quota().is_some()),
         ("period", c.period().is_some()),
@@ -471,12 +499,11 @@ fn cpu_field(c: &LinuxCpu) -> Option<&'static str> {
         ("realtimeRuntime", c.realtime_runtime().is_some()),
         ("realtimePeriod", c.realtime_period().is_some()),
         ("idle", c.idle().is_some()),
-    ];
-    fields.into_iter().find(|(_, set)| *set).map(|(f, _)| f)
+    ])
 }
 
 fn blkio_field(b: &LinuxBlockIo) -> Option<&'static str> {
-    let fields = [
+    first_set(&[
         ("weight", b.weight().is_some()),
         ("leafWeight", b.leaf_weight().is_some()),
         ("weightDevice", b.weight_device().is_some()),
@@ -496,44 +523,45 @@ fn blkio_field(b: &LinuxBlockIo) -> Option<&'static str> {
             "throttleWriteIOPSDevice",
             b.throttle_write_iops_device().is_some(),
         ),
-    ];
-    fields.into_iter().find(|(_, set)| *set).map(|(f, _)| f)
+    ])
 }
 
-/// Applies every present section of `r`, asking `target` where each controller lives. Shared by
-/// both drivers so a field means the same thing everywhere.
-fn apply_resources<'m>(
+/// Plans the writes of every set field of `r` (see `convert::without_unset`), asking `target`
+/// where each controller lives. Shared by both drivers so a field means the same thing
+/// everywhere; nothing is written until the whole plan stands.
+fn plan_writes<'m>(
     r: &LinuxResources,
     target: &dyn Fn(&str, &str) -> Result<Target<'m>>,
-) -> Result<()> {
+) -> Result<writes::Writes> {
+    let mut w = writes::Writes::default();
     if let Some(m) = r.memory()
         && let Some(field) = memory_field(m)
     {
         match target("memory", &format!("memory.{field}"))? {
-            Target::V1(d) => v1::memory(d, m)?,
-            Target::V2(d) => v2::memory(d, m)?,
+            Target::V1(d) => v1::memory(&mut w, d, m)?,
+            Target::V2(d) => v2::memory(&mut w, d, m)?,
         }
     }
     if let Some(c) = r.cpu() {
         if let Some(field) = cpu_field(c) {
             match target("cpu", &format!("cpu.{field}"))? {
-                Target::V1(d) => v1::cpu(d, c)?,
-                Target::V2(d) => v2::cpu(d, c)?,
+                Target::V1(d) => v1::cpu(&mut w, d, c)?,
+                Target::V2(d) => v2::cpu(&mut w, d, c)?,
             }
         }
         if c.cpus().is_some() || c.mems().is_some() {
-            v2::cpuset(target("cpuset", "cpu.cpus")?.dir(), c)?;
+            v2::cpuset(&mut w, target("cpuset", "cpu.cpus")?.dir(), c)?;
         }
     }
-    if let Some(p) = r.pids().filter(|p| p.limit() != 0) {
-        v2::pids(target("pids", "pids.limit")?.dir(), p.limit())?;
+    if let Some(p) = r.pids() {
+        v2::pids(&mut w, target("pids", "pids.limit")?.dir(), p.limit())?;
     }
     if let Some(b) = r.block_io()
         && let Some(field) = blkio_field(b)
     {
         match target("blkio", &format!("blockIO.{field}"))? {
-            Target::V1(d) => v1::blkio(d, b)?,
-            Target::V2(d) => v2::io(d, b)?,
+            Target::V1(d) => v1::blkio(&mut w, d, b)?,
+            Target::V2(d) => v2::io(&mut w, d, b)?,
         }
     }
     if let Some(limits) = r.hugepage_limits().as_ref().filter(|l| !l.is_empty()) {
@@ -542,31 +570,31 @@ fn apply_resources<'m>(
             convert::check_hugepage_size(l.page_size(), &available)?;
         }
         match target("hugetlb", "hugepageLimits")? {
-            Target::V1(d) => v1::hugetlb(d, limits)?,
-            Target::V2(d) => v2::hugetlb(d, limits)?,
+            Target::V1(d) => v1::hugetlb(&mut w, d, limits)?,
+            Target::V2(d) => v2::hugetlb(&mut w, d, limits)?,
         }
     }
     if let Some(n) = r.network() {
         if let Some(class_id) = n.class_id() {
             match target("net_cls", "network.classID")? {
-                Target::V1(d) => v1::net_cls(d, class_id)?,
+                Target::V1(d) => v1::net_cls(&mut w, d, class_id)?,
                 Target::V2(_) => bail!("linux.resources.network.classID: cgroup v1 only"),
             }
         }
         if n.priorities().is_some() {
             match target("net_prio", "network.priorities")? {
-                Target::V1(d) => v1::net_prio(d, n)?,
+                Target::V1(d) => v1::net_prio(&mut w, d, n)?,
                 Target::V2(_) => bail!("linux.resources.network.priorities: cgroup v1 only"),
             }
         }
     }
     if let Some(rdma) = r.rdma().as_ref().filter(|r| !r.is_empty()) {
-        v2::rdma(target("rdma", "rdma")?.dir(), rdma)?;
+        v2::rdma(&mut w, target("rdma", "rdma")?.dir(), rdma)?;
     }
     if let Some(rules) = r.devices() {
         match target("devices", "devices")? {
-            Target::V1(d) => v1::devices(d, rules)?,
-            Target::V2(d) => v2::devices(d, rules)?,
+            Target::V1(d) => v1::devices(&mut w, d, rules)?,
+            Target::V2(d) => w.install_device_program(d, rules)?,
         }
     }
     for (key, value) in r.unified().iter().flatten() {
@@ -578,14 +606,14 @@ fn apply_resources<'m>(
             controller
         };
         match target(lookup, &format!("unified.{key}"))? {
-            Target::V2(d) => v2::unified_key(d, key, value)?,
+            Target::V2(d) => v2::unified_key(&mut w, d, key, value)?,
             Target::V1(_) => bail!(
                 "linux.resources.unified: key {key:?}: {controller} is a cgroup v1 controller \
                  on this host"
             ),
         }
     }
-    Ok(())
+    Ok(w)
 }
 
 /// Polls `done` for up to a second: freezing completes asynchronously.
@@ -663,6 +691,10 @@ impl CgroupManager for V1Manager {
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
         self.0.apply(resources, &|c, f| self.target(c, f))
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.0.update(resources, &|c, f| self.target(c, f))
     }
 
     fn freeze(&self) -> Result<()> {
@@ -791,6 +823,10 @@ impl CgroupManager for V2Manager {
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
         self.0.apply(resources, &|c, f| self.target(c, f))
+    }
+
+    fn update(&self, resources: &LinuxResources) -> Result<()> {
+        self.0.update(resources, &|c, f| self.target(c, f))
     }
 
     fn freeze(&self) -> Result<()> {

@@ -1,15 +1,17 @@
-//! cgroup v1 file formats, one hierarchy directory per controller.
+//! cgroup v1 file formats, one hierarchy directory per controller: the writes a resource
+//! plans, the statistics, cpuset's initial values.
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxMemory, LinuxNetwork,
 };
 
-use super::convert::device_access;
-use super::fs::{self, set};
+use super::convert::{self, device_rule};
+use super::fs;
 use super::stats::{self, Stats};
+use super::writes::Writes;
 
 /// v1 writes -1 for "unlimited" into *_in_bytes files.
 fn bytes_limit(limit: i64) -> String {
@@ -20,7 +22,7 @@ fn bytes_limit(limit: i64) -> String {
     }
 }
 
-pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
+pub fn memory(w: &mut Writes, dir: &Path, m: &LinuxMemory) -> Result<()> {
     if let Some(limit) = m.limit().filter(|l| *l > 0)
         && m.check_before_update() == Some(true)
     {
@@ -29,171 +31,209 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
             bail!("linux.resources.memory.limit: {limit} is below the current usage {usage}");
         }
     }
-    limit_and_swap(dir, m.limit(), m.swap())?;
+    limit_and_swap(w, dir, m.limit(), m.swap())?;
     if let Some(reservation) = m.reservation() {
+        convert::check_limit(reservation, "memory.reservation")?;
         let value = bytes_limit(reservation);
-        set(
-            dir,
-            "memory.soft_limit_in_bytes",
-            &value,
-            "memory.reservation",
-        )?;
-    }
-    #[allow(deprecated)] // kernel memory is still in the spec; older v1 kernels honour it.
-    if let Some(kernel) = m.kernel() {
-        let value = bytes_limit(kernel);
-        set(dir, "memory.kmem.limit_in_bytes", &value, "memory.kernel")?;
-    }
-    if let Some(tcp) = m.kernel_tcp() {
-        let value = bytes_limit(tcp);
-        set(
-            dir,
-            "memory.kmem.tcp.limit_in_bytes",
-            &value,
-            "memory.kernelTCP",
-        )?;
+        let field = "memory.reservation";
+        w.set(dir, "memory.soft_limit_in_bytes", &value, field)?;
     }
     if let Some(swappiness) = m.swappiness() {
         if swappiness > 100 {
             bail!("linux.resources.memory.swappiness: {swappiness} is above 100");
         }
-        set(
-            dir,
-            "memory.swappiness",
-            &swappiness.to_string(),
-            "memory.swappiness",
-        )?;
+        let value = swappiness.to_string();
+        w.set(dir, "memory.swappiness", &value, "memory.swappiness")?;
     }
-    if let Some(disable) = m.disable_oom_killer() {
-        let value = if disable { "1" } else { "0" };
-        set(dir, "memory.oom_control", value, "memory.disableOOMKiller")?;
+    if m.disable_oom_killer() == Some(true) {
+        let (file, field) = ("memory.oom_control", "memory.disableOOMKiller");
+        w.set_keyed_value(dir, file, "oom_kill_disable", "1", field)?;
     }
     if let Some(hierarchy) = m.use_hierarchy() {
         let value = if hierarchy { "1" } else { "0" };
-        set(dir, "memory.use_hierarchy", value, "memory.useHierarchy")?;
+        w.set(dir, "memory.use_hierarchy", value, "memory.useHierarchy")?;
     }
     Ok(())
 }
 
 /// The kernel insists on memory ≤ memory+swap at every moment, so the write order depends on
 /// whether the limits grow or shrink (runc's logic).
-fn limit_and_swap(dir: &Path, limit: Option<i64>, swap: Option<i64>) -> Result<()> {
+fn limit_and_swap(w: &mut Writes, dir: &Path, limit: Option<i64>, swap: Option<i64>) -> Result<()> {
     let has_swap_accounting = dir.join("memory.memsw.limit_in_bytes").exists();
     // Unlimited memory without a swap value means unlimited swap too.
     let swap = match (limit, swap) {
         (Some(-1), None) if has_swap_accounting => Some(-1),
         _ => swap,
     };
-    let write_limit = |l: i64| {
-        set(
+    if let Some(l) = limit {
+        convert::check_limit(l, "memory.limit")?;
+    }
+    if let Some(s) = swap {
+        convert::check_limit(s, "memory.swap")?;
+        if !has_swap_accounting {
+            bail!("linux.resources.memory.swap: swap accounting is not enabled on this host");
+        }
+    }
+    let write_limit = |w: &mut Writes, l: i64| {
+        w.set(
             dir,
             "memory.limit_in_bytes",
             &bytes_limit(l),
             "memory.limit",
         )
     };
-    let write_swap = |s: i64| {
-        if !has_swap_accounting {
-            bail!("linux.resources.memory.swap: swap accounting is not enabled on this host");
-        }
-        set(
-            dir,
-            "memory.memsw.limit_in_bytes",
-            &bytes_limit(s),
-            "memory.swap",
-        )
+    let write_swap = |w: &mut Writes, s: i64| {
+        let file = "memory.memsw.limit_in_bytes";
+        w.set(dir, file, &bytes_limit(s), "memory.swap")
     };
     match (limit, swap) {
         (Some(l), Some(s)) => {
             let current = fs::read_u64(dir, "memory.limit_in_bytes")?;
             if s == -1 || current < s as u64 {
-                write_swap(s)?;
-                write_limit(l)
+                write_swap(w, s)?;
+                write_limit(w, l)
             } else {
-                write_limit(l)?;
-                write_swap(s)
+                write_limit(w, l)?;
+                write_swap(w, s)
             }
         }
-        (Some(l), None) => write_limit(l),
-        (None, Some(s)) => write_swap(s),
+        (Some(l), None) => write_limit(w, l),
+        (None, Some(s)) => write_swap(w, s),
         (None, None) => Ok(()),
     }
 }
 
-pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
-    if let Some(shares) = c.shares().filter(|s| *s != 0) {
-        set(dir, "cpu.shares", &shares.to_string(), "cpu.shares")?;
+pub fn cpu(w: &mut Writes, dir: &Path, c: &LinuxCpu) -> Result<()> {
+    if let Some(shares) = c.shares() {
+        convert::check_cpu_shares(shares)?;
+        w.set(dir, "cpu.shares", &shares.to_string(), "cpu.shares")?;
     }
-    if let Some(period) = c.realtime_period() {
-        set(
-            dir,
-            "cpu.rt_period_us",
-            &period.to_string(),
-            "cpu.realtimePeriod",
-        )?;
-    }
-    if let Some(runtime) = c.realtime_runtime() {
-        set(
-            dir,
-            "cpu.rt_runtime_us",
-            &runtime.to_string(),
-            "cpu.realtimeRuntime",
-        )?;
-    }
-    let write_quota = || match c.quota() {
-        Some(q) => set(dir, "cpu.cfs_quota_us", &q.to_string(), "cpu.quota"),
-        None => Ok(()),
+    convert::check_cfs(c.quota(), c.period())?;
+    let quota = Knob {
+        file: "cpu.cfs_quota_us",
+        field: "cpu.quota",
     };
-    match c.period().filter(|p| *p != 0) {
-        Some(period) => {
-            let period = period.to_string();
-            // A shorter period can be refused while the old quota exceeds it: quota first then.
-            if fs::write(dir, "cpu.cfs_period_us", &period).is_err() {
-                write_quota()?;
-                set(dir, "cpu.cfs_period_us", &period, "cpu.period")?;
-            } else {
-                write_quota()?;
-            }
-        }
-        None => write_quota()?,
-    }
+    let period = Knob {
+        file: "cpu.cfs_period_us",
+        field: "cpu.period",
+    };
+    budget_and_period(w, dir, (quota, c.quota()), (period, c.period()))?;
     if let Some(burst) = c.burst() {
-        set(dir, "cpu.cfs_burst_us", &burst.to_string(), "cpu.burst")?;
+        w.set(dir, "cpu.cfs_burst_us", &burst.to_string(), "cpu.burst")?;
     }
     if let Some(idle) = c.idle() {
-        set(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
+        w.set(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
     }
-    Ok(())
+    let runtime = Knob {
+        file: "cpu.rt_runtime_us",
+        field: "cpu.realtimeRuntime",
+    };
+    let period = Knob {
+        file: "cpu.rt_period_us",
+        field: "cpu.realtimePeriod",
+    };
+    budget_and_period(
+        w,
+        dir,
+        (runtime, c.realtime_runtime()),
+        (period, c.realtime_period()),
+    )
 }
 
-pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
-    // CFQ is gone from current kernels; BFQ offers the same knobs under blkio.bfq.*.
-    let weight_file = |name: &str, field: &str| -> Result<String> {
-        for candidate in [format!("blkio.{name}"), format!("blkio.bfq.{name}")] {
+/// A control file and the spec field that sets it.
+struct Knob {
+    file: &'static str,
+    field: &'static str,
+}
+
+/// Writes a budget (CFS quota, realtime runtime; -1 = unlimited) and its period. The kernel
+/// checks budget/period against the parent's at each write, so when both change, the one whose
+/// intermediate pair asks for less goes first (runc tries period first and retries on EINVAL).
+fn budget_and_period(
+    w: &mut Writes,
+    dir: &Path,
+    (budget, new_budget): (Knob, Option<i64>),
+    (period, new_period): (Knob, Option<u64>),
+) -> Result<()> {
+    let write_budget =
+        |w: &mut Writes, b: i64| w.set(dir, budget.file, &b.to_string(), budget.field);
+    let write_period =
+        |w: &mut Writes, p: u64| w.set(dir, period.file, &p.to_string(), period.field);
+    match (new_budget, new_period) {
+        (Some(b), Some(p)) => {
+            let old_budget = read_i64(dir, budget.file)?;
+            let old_period = read_i64(dir, period.file)?;
+            let share = |budget: i64, period: i64| match budget {
+                ..0 => f64::INFINITY,
+                budget => budget as f64 / period.max(1) as f64,
+            };
+            if share(old_budget, p as i64) <= share(b, old_period) {
+                write_period(w, p)?;
+                write_budget(w, b)
+            } else {
+                write_budget(w, b)?;
+                write_period(w, p)
+            }
+        }
+        (Some(b), None) => write_budget(w, b),
+        (None, Some(p)) => write_period(w, p),
+        (None, None) => Ok(()),
+    }
+}
+
+fn read_i64(dir: &Path, file: &str) -> Result<i64> {
+    let text = fs::read(dir, file)?;
+    (text.trim().parse())
+        .with_context(|| format!("{}/{file}: not a number: {text:?}", dir.display()))
+}
+
+pub fn blkio(w: &mut Writes, dir: &Path, b: &LinuxBlockIo) -> Result<()> {
+    // CFQ is gone from current kernels; BFQ offers the same knobs under blkio.bfq.* and takes
+    // weights from 1 where CFQ took them from 10.
+    let weight_file = |name: &str, field: &str| -> Result<(String, u16)> {
+        for (candidate, min) in [
+            (format!("blkio.{name}"), 10),
+            (format!("blkio.bfq.{name}"), 1),
+        ] {
             if dir.join(&candidate).exists() {
-                return Ok(candidate);
+                return Ok((candidate, min));
             }
         }
         bail!("linux.resources.blockIO.{field}: no blkio.{name} (CFQ or BFQ) on this host")
     };
+    let check = |weight: u16, min: u16, field: &str| -> Result<()> {
+        if !(min..=1000).contains(&weight) {
+            bail!("linux.resources.blockIO.{field}: {weight} is outside {min}…1000");
+        }
+        Ok(())
+    };
     if let Some(weight) = b.weight() {
-        let file = weight_file("weight", "weight")?;
-        set(dir, &file, &weight.to_string(), "blockIO.weight")?;
+        let (file, min) = weight_file("weight", "weight")?;
+        check(weight, min, "weight")?;
+        w.set(dir, &file, &weight.to_string(), "blockIO.weight")?;
     }
     if let Some(weight) = b.leaf_weight() {
-        let file = weight_file("leaf_weight", "leafWeight")?;
-        set(dir, &file, &weight.to_string(), "blockIO.leafWeight")?;
+        let (file, min) = weight_file("leaf_weight", "leafWeight")?;
+        check(weight, min, "leafWeight")?;
+        w.set(dir, &file, &weight.to_string(), "blockIO.leafWeight")?;
     }
     for d in b.weight_device().iter().flatten() {
-        if let Some(weight) = d.weight() {
-            let file = weight_file("weight_device", "weightDevice")?;
-            let line = format!("{}:{} {weight}", d.major(), d.minor());
-            set(dir, &file, &line, "blockIO.weightDevice")?;
-        }
-        if let Some(weight) = d.leaf_weight() {
-            let file = weight_file("leaf_weight_device", "weightDevice.leafWeight")?;
-            let line = format!("{}:{} {weight}", d.major(), d.minor());
-            set(dir, &file, &line, "blockIO.weightDevice")?;
+        let device = format!("{}:{}", d.major(), d.minor());
+        let per_device = [
+            (d.weight(), "weight_device", "weightDevice"),
+            (
+                d.leaf_weight(),
+                "leaf_weight_device",
+                "weightDevice.leafWeight",
+            ),
+        ];
+        for (weight, name, field) in per_device {
+            let Some(weight) = weight else { continue };
+            let (file, min) = weight_file(name, field)?;
+            check(weight, min, field)?;
+            let line = format!("{device} {weight}");
+            let field = format!("blockIO.{field}");
+            w.set_line(dir, &file, &device, &line, &format!("{device} 0"), &field)?;
         }
     }
     let throttles = [
@@ -220,61 +260,54 @@ pub fn blkio(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     ];
     for (devices, file, field) in throttles {
         for d in devices.iter().flatten() {
-            let line = format!("{}:{} {}", d.major(), d.minor(), d.rate());
-            set(
-                dir,
-                &format!("blkio.throttle.{file}"),
-                &line,
-                &format!("blockIO.{field}"),
-            )?;
+            let device = format!("{}:{}", d.major(), d.minor());
+            let line = format!("{device} {}", d.rate());
+            let (file, field) = (format!("blkio.throttle.{file}"), format!("blockIO.{field}"));
+            w.set_line(dir, &file, &device, &line, &format!("{device} 0"), &field)?;
         }
     }
     Ok(())
 }
 
-pub fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
+/// The limit and, where the kernel has them, the reservation limit (as runc sets both).
+pub fn hugetlb(w: &mut Writes, dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
     for l in limits {
-        let file = format!("hugetlb.{}.limit_in_bytes", l.page_size());
-        set(dir, &file, &bytes_limit(l.limit()), "hugepageLimits")?;
+        let limit = bytes_limit(l.limit());
+        for kind in ["", ".rsvd"] {
+            let file = format!("hugetlb.{}{kind}.limit_in_bytes", l.page_size());
+            if kind.is_empty() || dir.join(&file).exists() {
+                w.set(dir, &file, &limit, "hugepageLimits")?;
+            }
+        }
     }
     Ok(())
 }
 
-pub fn net_cls(dir: &Path, class_id: u32) -> Result<()> {
-    set(
-        dir,
-        "net_cls.classid",
-        &class_id.to_string(),
-        "network.classID",
-    )
+pub fn net_cls(w: &mut Writes, dir: &Path, class_id: u32) -> Result<()> {
+    let value = class_id.to_string();
+    w.set(dir, "net_cls.classid", &value, "network.classID")
 }
 
-pub fn net_prio(dir: &Path, network: &LinuxNetwork) -> Result<()> {
+pub fn net_prio(w: &mut Writes, dir: &Path, network: &LinuxNetwork) -> Result<()> {
     for p in network.priorities().iter().flatten() {
         let line = format!("{} {}", p.name(), p.priority());
-        set(dir, "net_prio.ifpriomap", &line, "network.priorities")?;
+        let absent = format!("{} 0", p.name());
+        let field = "network.priorities";
+        w.set_line(dir, "net_prio.ifpriomap", p.name(), &line, &absent, field)?;
     }
     Ok(())
 }
 
 /// Default deny (as runc), then every rule in order: later rules override earlier ones.
-pub fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    set(dir, "devices.deny", "a", "devices")?;
+pub fn devices(w: &mut Writes, dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+    w.set(dir, "devices.deny", "a", "devices")?;
     for rule in rules {
-        let number = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".into(), |n| n.to_string());
-        let line = format!(
-            "{} {}:{} {}",
-            rule.typ().unwrap_or_default().as_str(),
-            number(rule.major()),
-            number(rule.minor()),
-            device_access(rule.access().as_deref())?
-        );
         let file = if rule.allow() {
             "devices.allow"
         } else {
             "devices.deny"
         };
-        set(dir, file, &line, "devices")?;
+        w.set(dir, file, &device_rule(rule)?, "devices")?;
     }
     Ok(())
 }

@@ -2,17 +2,15 @@
 //! its cgroup2 mount (hugetlb on the development host).
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use oci_spec::runtime::{
-    LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxHugepageLimit, LinuxMemory, LinuxRdma,
-};
+use anyhow::{Result, bail};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxRdma};
 
 use super::convert::{self, v2_limit};
-use super::fs::{self, set};
+use super::fs;
 use super::stats::{self, Stats};
+use super::writes::Writes;
 
 /// The v2 name of a v1 controller: blkio became io, the rest kept their names.
 pub fn controller_name(v1_name: &str) -> &str {
@@ -45,11 +43,8 @@ pub fn enable_controllers(mount_point: &Path, leaf: &Path, wanted: &[String]) ->
     Ok(())
 }
 
-pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
-    #[allow(deprecated)] // kernel memory is still in the spec; v2 never had it.
+pub fn memory(w: &mut Writes, dir: &Path, m: &LinuxMemory) -> Result<()> {
     let unsupported = [
-        ("kernel", m.kernel().is_some()),
-        ("kernelTCP", m.kernel_tcp().is_some()),
         ("swappiness", m.swappiness().is_some()),
         ("disableOOMKiller", m.disable_oom_killer() == Some(true)),
         ("useHierarchy", m.use_hierarchy() == Some(false)),
@@ -58,68 +53,95 @@ pub fn memory(dir: &Path, m: &LinuxMemory) -> Result<()> {
         bail!("linux.resources.memory.{field}: not supported on cgroup v2");
     }
     if let Some(limit) = m.limit() {
+        convert::check_limit(limit, "memory.limit")?;
         if m.check_before_update() == Some(true) && limit > 0 {
             let usage = fs::read_u64(dir, "memory.current")?;
             if (limit as u64) < usage {
                 bail!("linux.resources.memory.limit: {limit} is below the current usage {usage}");
             }
         }
-        set(dir, "memory.max", &v2_limit(limit), "memory.limit")?;
     }
-    if let Some(swap) = convert::memory_swap_to_v2(m.swap(), m.limit())? {
-        set(dir, "memory.swap.max", &swap, "memory.swap")?;
+    if let Some(swap) = m.swap() {
+        convert::check_limit(swap, "memory.swap")?;
+    }
+    // v2 limits swap alone: an update of the swap only is taken against the current limit.
+    let limit = match (m.limit(), m.swap()) {
+        (None, Some(_)) => Some(current_limit(dir, "memory.max")?),
+        (limit, _) => limit,
+    };
+    if let Some(swap) = convert::memory_swap_to_v2(m.swap(), limit)? {
+        // Without swap accounting there is nothing to limit: "max" or "0" then change nothing,
+        // as with runc.
+        let no_swap = !dir.join("memory.swap.max").exists() && (swap == "max" || swap == "0");
+        if !no_swap {
+            w.set(dir, "memory.swap.max", &swap, "memory.swap")?;
+        }
+    }
+    if let Some(limit) = m.limit() {
+        w.set(dir, "memory.max", &v2_limit(limit), "memory.limit")?;
     }
     if let Some(reservation) = m.reservation() {
-        set(
-            dir,
-            "memory.low",
-            &v2_limit(reservation),
-            "memory.reservation",
-        )?;
+        convert::check_limit(reservation, "memory.reservation")?;
+        let value = v2_limit(reservation);
+        w.set(dir, "memory.low", &value, "memory.reservation")?;
     }
     Ok(())
 }
 
-pub fn cpu(dir: &Path, c: &LinuxCpu) -> Result<()> {
+/// A limit file's value as the spec writes it: -1 for `max`.
+fn current_limit(dir: &Path, file: &str) -> Result<i64> {
+    let value = fs::read_u64(dir, file)?;
+    Ok(i64::try_from(value).unwrap_or(-1))
+}
+
+pub fn cpu(w: &mut Writes, dir: &Path, c: &LinuxCpu) -> Result<()> {
     if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
         bail!("linux.resources.cpu.realtimeRuntime/realtimePeriod: not supported on cgroup v2");
     }
-    if let Some(shares) = c.shares().filter(|s| *s != 0) {
+    if let Some(shares) = c.shares() {
+        convert::check_cpu_shares(shares)?;
         let weight = convert::cpu_shares_to_weight(shares).to_string();
-        set(dir, "cpu.weight", &weight, "cpu.shares")?;
+        w.set(dir, "cpu.weight", &weight, "cpu.shares")?;
     }
-    if let Some(max) = convert::cpu_max(c.quota(), c.period()) {
-        set(dir, "cpu.max", &max, "cpu.quota")?;
+    convert::check_cfs(c.quota(), c.period())?;
+    // cpu.max is "QUOTA [PERIOD]": a new period alone keeps the current quota.
+    let quota = match (c.quota(), c.period()) {
+        (None, Some(_)) => {
+            let current = fs::read(dir, "cpu.max")?;
+            let quota = current.split_whitespace().next().unwrap_or("max");
+            Some(quota.parse().unwrap_or(-1))
+        }
+        (quota, _) => quota,
+    };
+    if let Some(max) = convert::cpu_max(quota, c.period()) {
+        w.set(dir, "cpu.max", &max, "cpu.quota")?;
     }
     if let Some(burst) = c.burst() {
-        set(dir, "cpu.max.burst", &burst.to_string(), "cpu.burst")?;
+        w.set(dir, "cpu.max.burst", &burst.to_string(), "cpu.burst")?;
     }
     if let Some(idle) = c.idle() {
-        set(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
+        w.set(dir, "cpu.idle", &idle.to_string(), "cpu.idle")?;
     }
     Ok(())
 }
 
 /// cpuset.cpus / cpuset.mems: the same files on v1 and v2.
-pub fn cpuset(dir: &Path, c: &LinuxCpu) -> Result<()> {
+pub fn cpuset(w: &mut Writes, dir: &Path, c: &LinuxCpu) -> Result<()> {
     if let Some(cpus) = c.cpus() {
-        set(dir, "cpuset.cpus", cpus, "cpu.cpus")?;
+        w.set(dir, "cpuset.cpus", cpus, "cpu.cpus")?;
     }
     if let Some(mems) = c.mems() {
-        set(dir, "cpuset.mems", mems, "cpu.mems")?;
+        w.set(dir, "cpuset.mems", mems, "cpu.mems")?;
     }
     Ok(())
 }
 
-/// pids.max: the same file on v1 and v2; 0 leaves it alone, negative is unlimited (runc).
-pub fn pids(dir: &Path, limit: i64) -> Result<()> {
-    if limit == 0 {
-        return Ok(());
-    }
-    set(dir, "pids.max", &v2_limit(limit), "pids.limit")
+/// pids.max: the same file on v1 and v2; negative is unlimited (runc).
+pub fn pids(w: &mut Writes, dir: &Path, limit: i64) -> Result<()> {
+    w.set(dir, "pids.max", &v2_limit(limit), "pids.limit")
 }
 
-pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
+pub fn io(w: &mut Writes, dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     let bfq = dir.join("io.bfq.weight").exists();
     if b.leaf_weight().is_some()
         || b.weight_device()
@@ -130,21 +152,43 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
         bail!("linux.resources.blockIO.leafWeight: not supported on cgroup v2");
     }
     // BFQ takes blkio-style weights as they are; io.weight needs the converted range.
-    let weight_value = |w: u16| {
-        if bfq {
-            w.to_string()
+    let weight_value = |w: u16| -> Result<String> {
+        let (value, max) = if bfq {
+            (u64::from(w), 1000)
         } else {
-            convert::blkio_weight_to_io_weight(w).to_string()
+            (convert::blkio_weight_to_io_weight(w), 10000)
+        };
+        if !(1..=max).contains(&value) {
+            bail!("linux.resources.blockIO.weight: {w} is outside 10…1000");
         }
+        Ok(value.to_string())
     };
     let weight_file = if bfq { "io.bfq.weight" } else { "io.weight" };
-    if let Some(weight) = b.weight().filter(|w| *w != 0) {
-        set(dir, weight_file, &weight_value(weight), "blockIO.weight")?;
+    if let Some(weight) = b.weight() {
+        // Reads as "default N" plus a line per device; takes that line back.
+        let (value, absent) = (weight_value(weight)?, "default 100");
+        w.set_line(
+            dir,
+            weight_file,
+            "default",
+            &value,
+            absent,
+            "blockIO.weight",
+        )?;
     }
     for d in b.weight_device().iter().flatten() {
         if let Some(weight) = d.weight() {
-            let line = format!("{}:{} {}", d.major(), d.minor(), weight_value(weight));
-            set(dir, weight_file, &line, "blockIO.weightDevice")?;
+            let device = format!("{}:{}", d.major(), d.minor());
+            let line = format!("{device} {}", weight_value(weight)?);
+            let absent = format!("{device} default");
+            w.set_line(
+                dir,
+                weight_file,
+                &device,
+                &line,
+                &absent,
+                "blockIO.weightDevice",
+            )?;
         }
     }
     let throttles = [
@@ -171,33 +215,32 @@ pub fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
     ];
     for (devices, key, field) in throttles {
         for d in devices.iter().flatten() {
-            let line = format!("{}:{} {key}={}", d.major(), d.minor(), d.rate());
-            set(dir, "io.max", &line, &format!("blockIO.{field}"))?;
+            let device = format!("{}:{}", d.major(), d.minor());
+            let line = format!("{device} {key}={}", d.rate());
+            let absent = format!("{device} rbps=max wbps=max riops=max wiops=max");
+            let field = format!("blockIO.{field}");
+            w.set_line(dir, "io.max", &device, &line, &absent, &field)?;
         }
     }
     Ok(())
 }
 
-pub fn hugetlb(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
+pub fn hugetlb(w: &mut Writes, dir: &Path, limits: &[LinuxHugepageLimit]) -> Result<()> {
     for l in limits {
         let limit = v2_limit(l.limit());
-        set(
-            dir,
-            &format!("hugetlb.{}.max", l.page_size()),
-            &limit,
-            "hugepageLimits",
-        )?;
         // Reservations are what hugetlb users actually hit first (runc sets both).
-        let rsvd = format!("hugetlb.{}.rsvd.max", l.page_size());
-        if dir.join(&rsvd).exists() {
-            set(dir, &rsvd, &limit, "hugepageLimits")?;
+        for kind in ["", ".rsvd"] {
+            let file = format!("hugetlb.{}{kind}.max", l.page_size());
+            if kind.is_empty() || dir.join(&file).exists() {
+                w.set(dir, &file, &limit, "hugepageLimits")?;
+            }
         }
     }
     Ok(())
 }
 
 /// rdma.max: the same format on v1 and v2.
-pub fn rdma(dir: &Path, rdma: &HashMap<String, LinuxRdma>) -> Result<()> {
+pub fn rdma(w: &mut Writes, dir: &Path, rdma: &HashMap<String, LinuxRdma>) -> Result<()> {
     for (device, limits) in rdma {
         let mut line = device.clone();
         if let Some(h) = limits.hca_handles() {
@@ -206,27 +249,21 @@ pub fn rdma(dir: &Path, rdma: &HashMap<String, LinuxRdma>) -> Result<()> {
         if let Some(o) = limits.hca_objects() {
             line.push_str(&format!(" hca_object={o}"));
         }
-        set(dir, "rdma.max", &line, "rdma")?;
+        let absent = format!("{device} hca_handle=max hca_object=max");
+        w.set_line(dir, "rdma.max", device, &line, &absent, "rdma")?;
     }
     Ok(())
 }
 
-pub fn devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
-    let fd: OwnedFd = std::fs::File::open(dir)
-        .with_context(|| format!("opening {} for the device program", dir.display()))?
-        .into();
-    super::bpf::install(&fd, rules).context("linux.resources.devices")
-}
-
 /// One raw `unified` key (already checked by `convert::check_unified_key`).
-pub fn unified_key(dir: &Path, key: &str, value: &str) -> Result<()> {
+pub fn unified_key(w: &mut Writes, dir: &Path, key: &str, value: &str) -> Result<()> {
     if !dir.join(key).exists() {
         bail!(
             "linux.resources.unified: key {key:?}: no such file in {}",
             dir.display()
         );
     }
-    set(dir, key, value, &format!("unified.{key}"))
+    w.set(dir, key, value, &format!("unified.{key}"))
 }
 
 pub fn hugetlb_stats(dir: &Path, sizes: &[String], out: &mut Stats) -> Result<()> {
@@ -354,22 +391,38 @@ mod tests {
         }
     }
 
+    /// Plans with `plan` and makes the writes.
+    fn write(plan: impl FnOnce(&mut Writes) -> Result<()>) -> Result<()> {
+        let mut w = Writes::default();
+        plan(&mut w)?;
+        w.apply()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(text: &str) -> T {
+        serde_json::from_str(text).unwrap()
+    }
+
     #[test]
     fn memory_files_and_refused_fields() {
         let dir = Scratch::new("memory", &["memory.max", "memory.swap.max", "memory.low"]);
-        let m = serde_json::from_str(r#"{"limit":1000,"swap":3000,"reservation":-1}"#).unwrap();
-        memory(&dir.0, &m).unwrap();
+        let m = json(r#"{"limit":1000,"swap":3000,"reservation":-1}"#);
+        write(|w| memory(w, &dir.0, &m)).unwrap();
         assert_eq!(dir.read("memory.max"), "1000");
         assert_eq!(dir.read("memory.swap.max"), "2000");
         assert_eq!(dir.read("memory.low"), "max");
+        // A new swap alone is taken against the current limit.
+        write(|w| memory(w, &dir.0, &json(r#"{"swap":2500}"#))).unwrap();
+        assert_eq!(dir.read("memory.swap.max"), "1500");
         for refused in [
             r#"{"swappiness":1}"#,
-            r#"{"kernel":1}"#,
             r#"{"disableOOMKiller":true}"#,
+            r#"{"limit":-2}"#,
         ] {
-            let m = serde_json::from_str(refused).unwrap();
-            let err = memory(&dir.0, &m).unwrap_err().to_string();
-            assert!(err.starts_with("linux.resources.memory."), "{err}");
+            let err = write(|w| memory(w, &dir.0, &json(refused))).unwrap_err();
+            assert!(
+                err.to_string().starts_with("linux.resources.memory."),
+                "{err}"
+            );
         }
     }
 
@@ -377,17 +430,19 @@ mod tests {
     fn cpu_and_io_formats() {
         let files = ["cpu.weight", "cpu.max", "io.weight", "io.max"];
         let dir = Scratch::new("cpu-io", &files);
-        let c = serde_json::from_str(r#"{"shares":1024,"quota":-1,"period":50000}"#).unwrap();
-        cpu(&dir.0, &c).unwrap();
+        let c = json(r#"{"shares":1024,"quota":-1,"period":50000}"#);
+        write(|w| cpu(w, &dir.0, &c)).unwrap();
         assert_eq!(dir.read("cpu.weight"), "100");
         assert_eq!(dir.read("cpu.max"), "max 50000");
-        let rt = serde_json::from_str(r#"{"realtimeRuntime":1}"#).unwrap();
-        assert!(cpu(&dir.0, &rt).is_err());
-        let b = serde_json::from_str(
-            r#"{"weight":1000,"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":7}]}"#,
-        )
-        .unwrap();
-        io(&dir.0, &b).unwrap();
+        // A new period alone keeps the current quota.
+        std::fs::write(dir.0.join("cpu.max"), "20000 100000").unwrap();
+        write(|w| cpu(w, &dir.0, &json(r#"{"period":500000}"#))).unwrap();
+        assert_eq!(dir.read("cpu.max"), "20000 500000");
+        let rt = json(r#"{"realtimeRuntime":1}"#);
+        assert!(write(|w| cpu(w, &dir.0, &rt)).is_err());
+        let b =
+            json(r#"{"weight":1000,"throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":7}]}"#);
+        write(|w| io(w, &dir.0, &b)).unwrap();
         assert_eq!(dir.read("io.weight"), "10000");
         assert_eq!(dir.read("io.max"), "8:0 wiops=7");
     }

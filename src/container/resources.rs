@@ -9,7 +9,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::state::{State, StateRoot, Status};
 use super::{Container, NotRunning};
-use crate::cgroups::{CgroupManager, Event, UpdateArgs};
+use crate::cgroups::{self, CgroupManager, Event, UpdateArgs};
 
 fn cgroup_of(state: &State) -> Result<Box<dyn CgroupManager>> {
     state
@@ -45,9 +45,10 @@ pub fn update(root: &StateRoot, id: &str, args: &UpdateArgs) -> Result<()> {
         return Err(NotRunning(id.to_string()).into());
     }
     let resources = args.resources(&mut std::io::stdin().lock())?;
-    cgroup_of(&container.state)?.apply(&resources)?;
+    cgroup_of(&container.state)?.update(&resources)?;
     if let Some(linux) = container.state.config.linux_mut() {
-        linux.set_resources(Some(resources));
+        let recorded = linux.resources().clone().unwrap_or_default();
+        linux.set_resources(Some(cgroups::updated_record(&recorded, &resources)));
     }
     container.save()
 }
