@@ -45,11 +45,14 @@ fn set_up() -> Engine {
         .map(String::from)
         .into(),
         cgroup_parent: format!("/berth-engines-{}-podman", std::process::id()),
-        // conmon passes no --root: each runtime's default.
-        runtime_roots: vec![
-            (Runtime::Berth, PathBuf::from("/run/berth")),
-            (Runtime::Runc, PathBuf::from("/run/runc")),
-        ],
+        // conmon passes no --root: each runtime's default, /run/<its name> (berth's as runc's).
+        runtime_roots: [Runtime::Berth, Runtime::Runc]
+            .map(|r| {
+                let binary = r.binary();
+                let name = binary.file_name().expect("a runtime binary's name");
+                (r, Path::new("/run").join(name))
+            })
+            .into(),
     };
     let teardown_engine = engine.clone();
     at_exit(move || teardown(&teardown_engine));
