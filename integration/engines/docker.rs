@@ -126,95 +126,51 @@ fn teardown(engine: &Engine, dockerd: Daemon, containerd: Containerd) -> Vec<Str
 
 engine_scenarios! {
     engine: docker(), session: Session, scenarios: crate::scenarios;
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     runtime_state,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_exit_code,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_stdin,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_tty,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_env,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_workdir,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_hostname,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_user,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     cap_add_drop,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     read_only,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     tmpfs,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     bind_volume,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     network_none,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     run_init,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     memory_limit,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     pids_limit,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     cpu_limit,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     oom_kill,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     exec_exit_code,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     exec_user,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     exec_tty,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     ps_top,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     pause_unpause,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     stats,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     update,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     restart,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     stop,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     stop_signal_rtmin,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     kill,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     rm_force_running,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     rm_force_paused,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     logs,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     instant_exit_50,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     security_opts,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     ulimits,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     sysctls,
-    #[known_bug("issue 8.1 (blockIO.weight 0) and requests.md: linux.devices get rwm in the device cgroup")]
+    #[known_bug("requests.md (engines -> cgroups): linux.devices get rwm in the device cgroup")]
     devices,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     shm_size,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     oom_score_adj,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     cpuset,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     memory_reservation,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     join_namespaces,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     pid_host,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     commit,
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     restart_policy,
 }
 
@@ -225,8 +181,7 @@ pub mod own {
 
     engine_scenarios! {
         engine: docker(), session: Session, scenarios: crate::docker::own;
-        #[known_bug("issue 8.1: Docker's update sends every limit as 0, meaning unset")]
-        update_restart_policy,
+            update_restart_policy,
     }
 
     /// `update --restart` changes no limit, yet Docker hands the runtime every resource as 0

@@ -248,14 +248,11 @@ pub fn podman_update(r: &Replay) {
 
 engine_scenarios! {
     engine: (), session: Replay, scenarios: crate::replay;
-    #[known_bug("issue 8.1: Docker's blockIO.weight 0 is written to blkio.weight")]
     docker_configs,
     podman_configs,
     docker_exec,
     podman_exec,
-    #[known_bug("issue 8.1: Docker's update sends every limit as 0, meaning unset")]
     docker_update,
-    #[known_bug("issue 8.1: Docker's update sends every limit as 0, meaning unset")]
     docker_update_restart,
     podman_update,
 }
