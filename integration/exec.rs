@@ -95,6 +95,24 @@ fn exec_detach_writes_pid_file() {
 }
 
 #[test]
+fn exec_that_cannot_start_its_process_exits_255() {
+    // runc's code: callers tell an exec that never ran from the process's own exit status.
+    let mut c = Container::new();
+    c.start_sleeper();
+    for args in [
+        &["/no/such/program"][..],
+        &["/etc"],
+        &["no-such-program-in-path"],
+    ] {
+        let out = c.exec(&[], args);
+        assert_eq!(out.code, 255, "{out}");
+        assert!(out.stderr.contains("exec failed"), "{out}");
+    }
+    let out = c.exec(&["--detach"], &["/no/such/program"]);
+    assert_eq!(out.code, 255, "{out}");
+}
+
+#[test]
 fn exec_into_stopped_container_fails() {
     let mut c = Container::new();
     c.start_sleeper();

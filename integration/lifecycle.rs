@@ -284,6 +284,20 @@ fn concurrent_creates_of_one_id_have_exactly_one_winner() {
 }
 
 #[test]
+fn ps_of_a_stopped_container_lists_no_process() {
+    let mut c = Container::new();
+    c.start_sleeper();
+    c.kill("KILL").success();
+    c.wait_for_status("stopped", COMMAND_TIMEOUT);
+    let table = c.cmd(&["ps", &c.id]).success();
+    assert_eq!(table.stdout.lines().count(), 1, "only the header:\n{table}");
+    let json = c.cmd(&["ps", "--format", "json", &c.id]).success();
+    // runc prints `null` (Go's empty slice), berth `[]`.
+    let pids: Option<Vec<i64>> = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(pids.unwrap_or_default(), Vec::<i64>::new(), "{json}");
+}
+
+#[test]
 fn kill_all_signals_every_container_process() {
     let mut c = Container::new();
     c.start_sleeper();
