@@ -213,3 +213,27 @@ fn a_hook_past_its_timeout_fails_create() {
     assert!(started.elapsed() < Duration::from_secs(20));
     c.assert_no_leaks();
 }
+
+#[test]
+fn create_container_hooks_run_in_the_rootfs() {
+    // As runc: hooks that write `./lib/...` rely on it.
+    let mut c = Container::new();
+    let cwd_file = c.dir.join("hook-cwd");
+    let hook = HookBuilder::default()
+        .path("/bin/sh")
+        .args(
+            ["sh", "-c", &format!("pwd > {}", cwd_file.display())]
+                .map(String::from)
+                .to_vec(),
+        )
+        .build()
+        .expect("hook");
+    let hooks = HooksBuilder::default()
+        .create_container(vec![hook])
+        .build()
+        .unwrap();
+    with_hooks(&mut c, hooks);
+    c.create().success();
+    let cwd = fs::read_to_string(&cwd_file).expect("the hook ran");
+    assert_eq!(Path::new(cwd.trim()), c.bundle.join("rootfs"));
+}

@@ -100,6 +100,8 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     let prepared = rootfs::prepare(spec, options)?;
     args.channel.send(&Message::RunHooks)?;
     args.channel.expect(Message::HooksDone, "the runtime")?;
+    // As runc: in the rootfs, with the container's mounts in place (hooks write `./lib/...`).
+    nix::unistd::chdir(&args.bundle.rootfs).context("chdir into the rootfs")?;
     run_hooks(args, "createContainer", "creating")?;
     let entered = prepared.enter()?;
     if let Some(socket) = &args.console_socket {
