@@ -14,6 +14,7 @@ mod cli;
 mod conformance;
 mod console;
 mod errors;
+mod events;
 mod exec;
 mod faults;
 mod frozen_cgroups;

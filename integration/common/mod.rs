@@ -147,6 +147,11 @@ pub struct Spawned {
 }
 
 impl Spawned {
+    /// What the command printed on stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     /// Waits up to `timeout`; on timeout kills the command and panics.
     #[track_caller]
     pub fn wait(mut self, timeout: Duration) -> Output {

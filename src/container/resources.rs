@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -73,13 +73,24 @@ pub fn events(root: &StateRoot, id: &str, interval: Duration, stats_once: bool) 
         return emit(Event::stats(id, cgroup.stats()?));
     }
     let mut oom = cgroup.watch_oom()?;
-    let timeout = PollTimeout::try_from(interval).unwrap_or(PollTimeout::MAX);
+    let mut next_stats = Instant::now() + interval;
     while state.status(&dir) != Status::Stopped {
+        // On its own clock: a burst of OOM notifications (v1 sends one per failed charge)
+        // must not hold the stats back.
+        let now = Instant::now();
+        if now >= next_stats {
+            emit(Event::stats(id, cgroup.stats()?))?;
+            next_stats = now + interval;
+            continue;
+        }
+        let wait = (next_stats - now).max(Duration::from_millis(1));
         let mut fds = [PollFd::new(oom.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Err(nix::errno::Errno::EINTR) => continue,
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+        ) {
+            Err(nix::errno::Errno::EINTR) | Ok(0) => continue,
             Err(e) => return Err(e).context("waiting for events"),
-            Ok(0) => emit(Event::stats(id, cgroup.stats()?))?,
             Ok(_) => match oom.read()? {
                 Some(0) => {}
                 Some(_) => emit(Event::oom(id))?,
