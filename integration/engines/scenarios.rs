@@ -672,3 +672,61 @@ pub fn restart_policy(s: &Session) {
     });
     assert_eq!(s.inspect(&name, "{{.State.ExitCode}}"), "3");
 }
+
+/// A command that does not exist exits 127, one that cannot be executed 126: the engines tell
+/// them apart by the runtime's words ("executable file not found", "permission denied").
+pub fn run_command_not_found(s: &Session) {
+    let out = s.run(&[], &["/no/such/program"]);
+    assert_eq!(out.code, 127, "{out}");
+    let out = s.run(&[], &["no-such-program-in-path"]);
+    assert_eq!(out.code, 127, "{out}");
+    let out = s.run(&[], &["/etc/passwd"]);
+    assert_eq!(out.code, 126, "{out}");
+}
+
+/// `exec` of a command that does not exist or cannot be executed fails with the runtime's
+/// reason: podman tells them apart (127, 126) by its words, Docker's exec says 126 for both.
+pub fn exec_command_not_found(s: &Session) {
+    let name = s.sleeper(&[]);
+    let missing = s.exec(&[], &name, &["/no/such/program"]);
+    let not_executable = s.exec(&[], &name, &["/etc/passwd"]);
+    let expected = match s.engine.kind {
+        Kind::Docker => (126, 126),
+        Kind::Podman => (127, 126),
+    };
+    assert_eq!(
+        (missing.code, not_executable.code),
+        expected,
+        "{missing}\n{not_executable}"
+    );
+    let said = format!("{}{}", missing.stdout, missing.stderr);
+    assert!(said.contains("/no/such/program"), "{missing}");
+}
+
+/// `--user UID:GID` that the image's passwd does not know: the numbers as given, HOME=/.
+pub fn run_user_unknown(s: &Session) {
+    let out = s.run(
+        &["--user", "4242:4343"],
+        &["sh", "-c", "id -u; id -g; echo $HOME"],
+    );
+    assert_eq!(out.success().stdout, "4242\n4343\n/\n");
+}
+
+/// `--cgroupns private`: the container sees its own cgroup as the root.
+pub fn cgroupns_private(s: &Session) {
+    let name = s.sleeper(&["--cgroupns", "private"]);
+    let host = fs::read_link("/proc/self/ns/cgroup").expect("own cgroup ns");
+    let container = fs::read_link(format!("/proc/{}/ns/cgroup", s.pid(&name)));
+    assert_ne!(container.expect("container cgroup ns"), host);
+    let out = s
+        .exec(&[], &name, &["grep", "memory", "/proc/self/cgroup"])
+        .success();
+    assert!(out.stdout.trim_end().ends_with(":/"), "{out}");
+}
+
+/// `--uts host`: the host's hostname, and no UTS namespace of its own.
+pub fn uts_host(s: &Session) {
+    let out = s.run(&["--uts", "host"], &["hostname"]).success();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    assert_eq!(out.stdout, host);
+}
