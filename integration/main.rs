@@ -23,6 +23,7 @@ mod idmap;
 mod lifecycle;
 mod lsm;
 mod memory_policy;
+mod net_devices;
 mod notify;
 mod pidfd_socket;
 mod process;

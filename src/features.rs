@@ -29,6 +29,7 @@ pub fn features() -> Value {
             "selinux": { "enabled": true },
             "intelRdt": { "enabled": false },
             "mountExtensions": { "idmap": { "enabled": true } },
+            "netDevices": { "enabled": true },
             "memoryPolicy": {
                 "modes": crate::memory_policy::MODES,
                 "flags": crate::memory_policy::FLAGS,

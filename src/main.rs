@@ -10,6 +10,7 @@ mod logging;
 mod lsm;
 mod memory_policy;
 mod namespaces;
+mod netdev;
 mod process;
 mod rootfs;
 mod rootless;

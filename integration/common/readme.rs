@@ -46,7 +46,17 @@ impl Container {
     /// the argument `readme_id` becomes this test's unique id, so that the guard cleans up.
     #[track_caller]
     pub fn run_readme_example(&self, readme_id: &str) -> Output {
-        let script = readme_block(&format!(" {readme_id}"));
+        self.run_readme_example_renaming(readme_id, &[])
+    }
+
+    /// Like [`run_readme_example`](Self::run_readme_example), with each `(name, unique)`
+    /// replacing the example's host-wide names (network interfaces, say) by this test's own.
+    #[track_caller]
+    pub fn run_readme_example_renaming(&self, readme_id: &str, names: &[(&str, &str)]) -> Output {
+        let script = names.iter().fold(
+            readme_block(&format!(" {readme_id}")),
+            |script, (name, unique)| script.replace(name, unique),
+        );
         let bin = self.dir.join("readme-bin");
         fs::create_dir_all(&bin).expect("create the shim's dir");
         write_berth_shim(&bin.join("berth"), readme_id, self);

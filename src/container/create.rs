@@ -17,6 +17,7 @@ use crate::cgroups::{self, CgroupManager, CgroupOptions};
 use crate::hooks;
 use crate::init::{self, InitArgs};
 use crate::namespaces::NamespacePlan;
+use crate::netdev::NetDevices;
 use crate::process;
 use crate::rootfs;
 use crate::seccomp::{self, PendingFilter};
@@ -96,6 +97,7 @@ pub fn create(
         .as_ref()
         .map(|p| p.to_string_lossy());
     let cgroup = cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)?;
+    let net_devices = NetDevices::plan(bundle.linux(), options.cgroups.rootless)?;
     let resources = container_resources(&bundle);
     let seccomp_filter = (bundle.linux().seccomp().as_ref())
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
@@ -169,6 +171,9 @@ pub fn create(
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
     namespaces.write_id_maps(init)?;
+    if let Some(devices) = &net_devices {
+        devices.move_into_container(namespaces.joined_fd(LinuxNamespaceType::Network), init)?;
+    }
     // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
     cgroup.add_process(init.as_raw())?;
     channel.send(&Message::Go {

@@ -148,6 +148,7 @@ fn validate(spec: &Spec) -> Result<()> {
     let personality = linux.personality().as_ref();
     crate::process::validate(process, personality)?;
     crate::rootfs::validate_idmapped_mounts(spec)?;
+    crate::netdev::validate(spec)?;
     crate::rootfs::sysctl::validate(spec)
 }
 
