@@ -304,7 +304,10 @@ mod tests {
             serde_json::json!({"limit": 0, "failcnt": 0})
         );
         assert!(data["memory"]["kernelTCP"].is_object());
-        assert!(data["memory"].get("event_count").is_none(), "not runc's: {data}");
+        assert!(
+            data["memory"].get("event_count").is_none(),
+            "not runc's: {data}"
+        );
         assert_eq!(data["pids"], serde_json::json!({}));
         assert_eq!(data["intel_rdt"], serde_json::json!({}));
         assert!(data["network_interfaces"].is_null());
