@@ -20,6 +20,7 @@ mod faults;
 mod frozen_cgroups;
 mod hooks;
 mod idmap;
+mod intel_rdt;
 mod lifecycle;
 mod lsm;
 mod memory_policy;

@@ -27,7 +27,7 @@ pub fn features() -> Value {
             // As in runc: the build can apply them; whether this host has them is another matter.
             "apparmor": { "enabled": true },
             "selinux": { "enabled": true },
-            "intelRdt": { "enabled": false },
+            "intelRdt": { "enabled": true, "schemata": true, "monitoring": true },
             "mountExtensions": { "idmap": { "enabled": true } },
             "netDevices": { "enabled": true },
             "memoryPolicy": {

@@ -6,6 +6,7 @@ mod container;
 mod features;
 mod hooks;
 mod init;
+mod intelrdt;
 mod logging;
 mod lsm;
 mod memory_policy;
@@ -110,7 +111,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::List { format, quiet } => container::list(root, format, quiet)?,
         Command::Pause { id } => container::pause(root, &id)?,
         Command::Resume { id } => container::resume(root, &id)?,
-        Command::Update { resources, id } => container::update(root, &id, &resources)?,
+        Command::Update { resources, rdt, id } => container::update(root, &id, &resources, &rdt)?,
         Command::Events {
             interval,
             stats,

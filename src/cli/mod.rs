@@ -100,6 +100,8 @@ pub enum Command {
     Update {
         #[command(flatten)]
         resources: crate::cgroups::UpdateArgs,
+        #[command(flatten)]
+        rdt: crate::intelrdt::RdtUpdateArgs,
         id: String,
     },
     /// Stream a container's stats and OOM events as JSON

@@ -16,6 +16,7 @@ use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, wri
 use crate::cgroups::{self, CgroupManager, CgroupOptions};
 use crate::hooks;
 use crate::init::{self, InitArgs};
+use crate::intelrdt::{self, RdtGroup};
 use crate::namespaces::NamespacePlan;
 use crate::netdev::NetDevices;
 use crate::process;
@@ -98,6 +99,7 @@ pub fn create(
         .map(|p| p.to_string_lossy());
     let cgroup = cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)?;
     let net_devices = NetDevices::plan(bundle.linux(), options.cgroups.rootless)?;
+    let rdt_group = intelrdt::plan(bundle.linux(), &options.id)?;
     let resources = container_resources(&bundle);
     let seccomp_filter = (bundle.linux().seccomp().as_ref())
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
@@ -108,6 +110,7 @@ pub fn create(
         dir: &dir,
         init: None,
         cgroup: None,
+        rdt_group: rdt_group.as_ref(),
     };
     let mut state = State {
         id: options.id.clone(),
@@ -118,6 +121,7 @@ pub fn create(
         creator: Some(ProcessId::of(nix::unistd::getpid())?),
         init: None,
         cgroup: Some(cgroup.handle()),
+        intel_rdt: rdt_group.clone(),
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
@@ -173,6 +177,9 @@ pub fn create(
     namespaces.write_id_maps(init)?;
     if let Some(devices) = &net_devices {
         devices.move_into_container(namespaces.joined_fd(LinuxNamespaceType::Network), init)?;
+    }
+    if let Some(group) = &rdt_group {
+        group.create(init.as_raw())?;
     }
     // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
     cgroup.add_process(init.as_raw())?;
@@ -239,6 +246,7 @@ struct Rollback<'a> {
     dir: &'a Path,
     init: Option<(Pid, OwnedFd)>,
     cgroup: Option<Box<dyn CgroupManager>>,
+    rdt_group: Option<&'a RdtGroup>,
 }
 
 impl Rollback<'_> {
@@ -254,6 +262,9 @@ impl Drop for Rollback<'_> {
         }
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.remove();
+        }
+        if let Some(group) = self.rdt_group {
+            let _ = group.remove();
         }
         let _ = std::fs::remove_dir_all(self.dir);
     }

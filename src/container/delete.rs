@@ -68,6 +68,9 @@ fn destroy(container: Container) -> Result<()> {
         thaw_after_sigkill(cgroup.as_ref())?;
         cgroup.remove()?;
     }
+    if let Some(group) = &container.state.intel_rdt {
+        group.remove()?;
+    }
     let hooks = container.state.config.hooks().as_ref();
     if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
         let json = container.hook_state_json(Status::Stopped)?;

@@ -19,6 +19,7 @@ use super::foreground::{self, receive_pty_master};
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{StateRoot, Status, write_atomically};
 use crate::cgroups::CgroupManager;
+use crate::intelrdt::RdtGroup;
 use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::{self, clone_flag};
 use crate::process;
@@ -77,6 +78,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     if let Some(cgroup) = &target.cgroup {
         cgroup.add_process(pid.as_raw())?;
     }
+    if let Some(group) = &target.intel_rdt {
+        group.add_process(pid.as_raw())?;
+    }
     process::set_initial_cpu_affinity(pid, &request.process)?;
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
@@ -114,6 +118,7 @@ struct ExecTarget {
     seccomp: Option<LinuxSeccomp>,
     /// The container's, which exec'd processes get too (as with runc).
     memory_policy: Option<MemoryPolicy>,
+    intel_rdt: Option<RdtGroup>,
     state_json: serde_json::Value,
 }
 
@@ -138,6 +143,7 @@ impl ExecTarget {
             cgroup: container.state.cgroup_manager()?,
             seccomp: linux.and_then(|l| l.seccomp().clone()),
             memory_policy: linux.map(MemoryPolicy::of).transpose()?.flatten(),
+            intel_rdt: container.state.intel_rdt.clone(),
             state_json: container.state.to_oci_json(status),
         })
     }

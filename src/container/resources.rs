@@ -10,6 +10,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use super::state::{State, StateRoot, Status};
 use super::{Container, NotRunning};
 use crate::cgroups::{self, CgroupManager, Event, UpdateArgs};
+use crate::intelrdt::{self, RdtUpdateArgs};
 
 fn cgroup_of(state: &State) -> Result<Box<dyn CgroupManager>> {
     state
@@ -38,17 +39,29 @@ pub fn resume(root: &StateRoot, id: &str) -> Result<()> {
 
 /// Applies new limits; the config kept in the state records them, so that
 /// later commands see the container as it now is.
-pub fn update(root: &StateRoot, id: &str, args: &UpdateArgs) -> Result<()> {
+pub fn update(
+    root: &StateRoot,
+    id: &str,
+    args: &UpdateArgs,
+    rdt_args: &RdtUpdateArgs,
+) -> Result<()> {
     let mut container = Container::load(root, id)?;
     let status = container.status();
     if status == Status::Stopped {
         return Err(NotRunning(id.to_string()).into());
     }
     let resources = args.resources(&mut std::io::stdin().lock())?;
-    cgroup_of(&container.state)?.update(&resources)?;
-    if let Some(linux) = container.state.config.linux_mut() {
+    let state = &mut container.state;
+    let recorded_rdt = (state.config.linux().as_ref()).and_then(|l| l.intel_rdt().as_ref());
+    let rdt_update = intelrdt::prepare_update(recorded_rdt, state.intel_rdt.as_ref(), rdt_args)?;
+    cgroup_of(state)?.update(&resources)?;
+    let rdt_config = rdt_update.map(|update| update.apply()).transpose()?;
+    if let Some(linux) = state.config.linux_mut() {
         let recorded = linux.resources().clone().unwrap_or_default();
         linux.set_resources(Some(cgroups::updated_record(&recorded, &resources)));
+        if rdt_config.is_some() {
+            linux.set_intel_rdt(rdt_config);
+        }
     }
     container.save()
 }

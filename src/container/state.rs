@@ -13,6 +13,7 @@ use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::{self, CgroupHandle, CgroupManager};
+use crate::intelrdt::RdtGroup;
 
 pub const STATE_FILE: &str = "state.json";
 /// The socket the created init waits on; it exists exactly while the
@@ -148,6 +149,9 @@ pub struct State {
     /// The container's cgroup, recorded before the init exists so that even a
     /// create killed half-way leaves `delete --force` what it needs.
     pub cgroup: Option<CgroupHandle>,
+    /// The container's resctrl groups (`linux.intelRdt`), recorded before they are made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intel_rdt: Option<RdtGroup>,
     /// The validated config, for exec, hooks and delete.
     pub config: Spec,
 }

@@ -145,6 +145,7 @@ fn validate(spec: &Spec) -> Result<()> {
     }
     let linux = spec.linux().as_ref().expect("checked above");
     MemoryPolicy::of(linux)?;
+    crate::intelrdt::validate(linux)?;
     let personality = linux.personality().as_ref();
     crate::process::validate(process, personality)?;
     crate::rootfs::validate_idmapped_mounts(spec)?;
