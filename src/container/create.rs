@@ -296,14 +296,10 @@ pub fn socket_path(dir: &Path, name: &str) -> Result<SocketPath> {
 }
 
 /// `linux.resources` with the device rules every container gets (runc's
-/// defaults plus `linux.devices`), which the cgroup enforces.
+/// default allow list), which the cgroup enforces.
 fn container_resources(bundle: &Bundle) -> LinuxResources {
-    let linux = bundle.linux();
-    let mut resources = linux.resources().clone().unwrap_or_default();
-    let rules = cgroups::container_device_rules(
-        resources.devices().as_deref().unwrap_or_default(),
-        linux.devices().as_deref().unwrap_or_default(),
-    );
+    let mut resources = bundle.linux().resources().clone().unwrap_or_default();
+    let rules = cgroups::container_device_rules(resources.devices().as_deref().unwrap_or_default());
     resources.set_devices(Some(rules));
     resources
 }
