@@ -965,6 +965,106 @@ fn kill_all_kills_every_process_including_backgrounded_ones() {
     }
 }
 
+/// Runs a container's lifecycle (create, start, delete --force) in a private mount namespace
+/// where `view` (sh) has changed the cgroup mounts first; those mounts go with the namespace.
+/// Prints the init's /proc/PID/cgroup and fails if anything is left at the container's cgroup
+/// path under /sys/fs/cgroup as the namespace sees it.
+fn lifecycle_in_a_mount_view(view: &str) -> Output {
+    let mut c = container(json!({"pids": {"limit": 10}}));
+    c.configure(|spec| set_args(spec, &["sleep", "1000"]));
+    let cgroup = relative_cgroup(&c);
+    let script = format!(
+        r#"set -e
+{view}
+berth() {{ "$BERTH" --root "$ROOT" "$@"; }}
+berth create --bundle "$BUNDLE" "$ID"
+berth start "$ID"
+pid=$(berth state "$ID" | sed -n 's/^  "pid": \([0-9]*\),$/\1/p')
+cat /proc/$pid/cgroup
+berth delete --force "$ID"
+for dir in /sys/fs/cgroup/*/"$CGROUP" /sys/fs/cgroup/"$CGROUP"; do
+    if [ -e "$dir" ]; then echo "left behind: $dir" >&2; exit 1; fi
+done"#
+    );
+    let out = c
+        .spawn_program(
+            Path::new("unshare"),
+            &["--mount", "--propagation", "private", "sh", "-c", &script],
+            |cmd| {
+                cmd.env("BERTH", crate::common::runtime())
+                    .env("ROOT", &c.root)
+                    .env("BUNDLE", &c.bundle)
+                    .env("ID", &c.id)
+                    .env("CGROUP", &cgroup);
+            },
+        )
+        .wait(COMMAND_TIMEOUT)
+        .success();
+    c.assert_no_leaks();
+    let memory_line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains(":memory:") || l.starts_with("0::"));
+    assert!(
+        memory_line.is_some_and(|l| l.ends_with(&format!("/{}", cgroup.display()))),
+        "the init is not in its cgroup:\n{out}"
+    );
+    out
+}
+
+#[test]
+fn a_pure_cgroup_v1_view_runs_and_deletes_cleanly() {
+    if !Path::new(CGROUP_ROOT).join("unified").is_dir() || layout() != Layout::V1 {
+        println!("skipped: this host has no cgroup2 mount beside v1 to take away");
+        return;
+    }
+    lifecycle_in_a_mount_view("umount /sys/fs/cgroup/unified");
+}
+
+/// The mount commands that put this host's cgroup hierarchies back on a tmpfs over
+/// /sys/fs/cgroup: every v1 hierarchy, not the hybrid host's cgroup2 one; on a v2 host, its
+/// cgroup2 hierarchy at /sys/fs/cgroup/unified.
+fn remount_hierarchies_on_a_tmpfs() -> String {
+    let mut script = String::from("mount -t tmpfs tmpfs /sys/fs/cgroup\n");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    for line in mountinfo.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mount_point = before.split(' ').nth(4).unwrap_or_default();
+        let mut after = after.split(' ');
+        let (fstype, options) = (after.next(), after.nth(1).unwrap_or_default());
+        let remount = match (fstype, layout()) {
+            (Some("cgroup"), _) if mount_point.starts_with("/sys/fs/cgroup/") => {
+                let controllers: Vec<&str> = (options.split(','))
+                    .filter(|o| !matches!(*o, "rw" | "ro" | "xattr" | "clone_children"))
+                    .collect();
+                let named_only = controllers.iter().all(|c| c.starts_with("name="));
+                let none = if named_only { "none," } else { "" };
+                format!(
+                    "mount -t cgroup -o {none}{} cgroup {mount_point}",
+                    controllers.join(",")
+                )
+            }
+            (Some("cgroup2"), Layout::V2) => {
+                let mount_point = "/sys/fs/cgroup/unified";
+                format!("mount -t cgroup2 cgroup2 {mount_point}")
+            }
+            _ => continue,
+        };
+        let mount_point = remount.rsplit(' ').next().unwrap_or_default().to_string();
+        script.push_str(&format!("mkdir -p {mount_point}\n{remount}\n"));
+    }
+    script
+}
+
+#[test]
+fn cgroup_mounts_hidden_under_a_tmpfs_are_not_used() {
+    // As in nested containers: mountinfo still lists the covered mounts (on a hybrid host the
+    // cgroup2 one, which nothing mounts again).
+    lifecycle_in_a_mount_view(&remount_hierarchies_on_a_tmpfs());
+}
+
 #[test]
 fn delete_removes_the_cgroup_in_every_hierarchy() {
     let c = sleeper(json!({"pids": {"limit": 10}}));

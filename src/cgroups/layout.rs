@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::sys::statfs;
 
 /// v1 controllers berth knows how to drive; other super options of a cgroup mount are flags.
 const V1_CONTROLLERS: &[&str] = &[
@@ -57,45 +58,60 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The hierarchies this process can reach: those `/proc/self/mountinfo` lists whose mount
+    /// point still shows a cgroup filesystem (see [`Layout::from_mountinfo`]).
     pub fn detect() -> Result<Layout> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
             .context("reading /proc/self/mountinfo")?;
-        Layout::from_mountinfo(&mountinfo)
+        Layout::from_mountinfo(&mountinfo, shows_cgroup_fs)
     }
 
-    pub fn from_mountinfo(mountinfo: &str) -> Result<Layout> {
+    /// The layout from mountinfo text. mountinfo also lists mounts that something mounted over
+    /// later hides (a tmpfs over /sys/fs/cgroup in nested containers, tools that hide the
+    /// cgroup2 mount): a mount whose mount point a later line mounts again is skipped, and
+    /// `reachable(mount_point, cgroup2)` must confirm each remaining one (as runc, with statfs).
+    pub fn from_mountinfo(
+        mountinfo: &str,
+        reachable: impl Fn(&Path, bool) -> bool,
+    ) -> Result<Layout> {
+        let mounts: Vec<MountinfoEntry> =
+            mountinfo.lines().filter_map(parse_mountinfo_line).collect();
+        let covered_later = |i: usize| {
+            let mount_point = mounts[i].mount_point;
+            mounts[i + 1..].iter().any(|m| m.mount_point == mount_point)
+        };
         let mut hierarchies: Vec<V1Hierarchy> = Vec::new();
         let mut unified = None;
-        for line in mountinfo.lines() {
-            let Some(mount) = parse_mountinfo_line(line) else {
-                continue;
+        for (i, mount) in mounts.iter().enumerate() {
+            let cgroup2 = match mount.fstype {
+                "cgroup2" => true,
+                "cgroup" => false,
+                _ => continue,
             };
-            match mount.fstype {
-                "cgroup2" if unified.is_none() => {
-                    unified = Some(Unified {
-                        mount_point: mount.mount_point.into(),
-                        mount_root: mount.root.to_string(),
-                    })
-                }
-                "cgroup" => {
-                    let controllers: Vec<String> = mount
-                        .super_options
-                        .split(',')
-                        .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
-                        .map(str::to_string)
-                        .collect();
-                    // The same hierarchy can be mounted twice (bind mounts); the first one wins.
-                    if !controllers.is_empty()
-                        && !hierarchies.iter().any(|h| h.controllers == controllers)
-                    {
-                        hierarchies.push(V1Hierarchy {
-                            mount_point: mount.mount_point.into(),
-                            mount_root: mount.root.to_string(),
-                            controllers,
-                        });
-                    }
-                }
-                _ => {}
+            if covered_later(i) || !reachable(Path::new(mount.mount_point), cgroup2) {
+                continue;
+            }
+            if cgroup2 {
+                unified.get_or_insert_with(|| Unified {
+                    mount_point: mount.mount_point.into(),
+                    mount_root: mount.root.to_string(),
+                });
+                continue;
+            }
+            let controllers: Vec<String> = mount
+                .super_options
+                .split(',')
+                .filter(|o| V1_CONTROLLERS.contains(o) || o.starts_with("name="))
+                .map(str::to_string)
+                .collect();
+            // The same hierarchy can be mounted twice (bind mounts); the first one wins.
+            if !controllers.is_empty() && !hierarchies.iter().any(|h| h.controllers == controllers)
+            {
+                hierarchies.push(V1Hierarchy {
+                    mount_point: mount.mount_point.into(),
+                    mount_root: mount.root.to_string(),
+                    controllers,
+                });
             }
         }
         // Named-only v1 hierarchies (name=systemd kept for old tools on a v2 host) hold no
@@ -113,9 +129,22 @@ impl Layout {
                 unified,
             },
             (false, None) => Layout::V1 { hierarchies },
-            (true, None) => bail!("no cgroup filesystem is mounted (see /proc/self/mountinfo)"),
+            (true, None) => bail!(
+                "no cgroup filesystem is reachable (see /proc/self/mountinfo and what is \
+                 mounted over /sys/fs/cgroup)"
+            ),
         })
     }
+}
+
+/// Whether `mount_point` shows a cgroup (v1) or cgroup2 filesystem, not what covers it.
+fn shows_cgroup_fs(mount_point: &Path, cgroup2: bool) -> bool {
+    let wanted = if cgroup2 {
+        statfs::CGROUP2_SUPER_MAGIC
+    } else {
+        statfs::CGROUP_SUPER_MAGIC
+    };
+    statfs::statfs(mount_point).is_ok_and(|fs| fs.filesystem_type() == wanted)
 }
 
 struct MountinfoEntry<'a> {
@@ -263,12 +292,44 @@ mod tests {
 99 31 0:32 / /mnt/memory-again rw,relatime - cgroup cgroup rw,memory
 ";
 
+    /// Every listed mount is reachable.
+    fn all(_: &Path, _: bool) -> bool {
+        true
+    }
+
+    #[test]
+    fn mounts_hidden_by_later_ones_are_not_used() {
+        // A tmpfs over /sys/fs/cgroup (a nested container) with v1 hierarchies mounted again
+        // on it, but not the cgroup2 one: what is left of the host's lines is out of reach.
+        let nested = format!(
+            "{HYBRID}\
+             200 31 0:90 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+             201 200 0:29 /docker/c /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n\
+             202 200 0:32 /docker/c /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+        );
+        let below_tmpfs = |p: &Path, _: bool| {
+            ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory"].contains(&p.to_str().unwrap())
+        };
+        let Layout::V1 { hierarchies } = Layout::from_mountinfo(&nested, below_tmpfs).unwrap()
+        else {
+            panic!("not v1")
+        };
+        let roots: Vec<_> = hierarchies.iter().map(|h| h.mount_root.as_str()).collect();
+        assert_eq!(roots, ["/docker/c", "/docker/c"]);
+        // The cgroup2 mount unmounted or covered, nothing else changed: pure v1.
+        let no_unified = |_: &Path, cgroup2: bool| !cgroup2;
+        let layout = Layout::from_mountinfo(HYBRID, no_unified).unwrap();
+        assert!(matches!(layout, Layout::V1 { .. }), "{layout:?}");
+        let err = Layout::from_mountinfo(HYBRID, |_, _| false).unwrap_err();
+        assert!(err.to_string().contains("no cgroup filesystem"), "{err}");
+    }
+
     #[test]
     fn detects_hybrid_with_named_hierarchy_and_ignores_duplicate_mounts() {
         let Layout::Hybrid {
             hierarchies,
             unified,
-        } = Layout::from_mountinfo(HYBRID).unwrap()
+        } = Layout::from_mountinfo(HYBRID, all).unwrap()
         else {
             panic!("not hybrid")
         };
@@ -288,21 +349,21 @@ mod tests {
     fn detects_pure_v2_and_pure_v1() {
         let v2 = "25 20 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
         assert!(matches!(
-            Layout::from_mountinfo(v2).unwrap(),
+            Layout::from_mountinfo(v2, all).unwrap(),
             Layout::V2 { .. }
         ));
         let with_named =
             format!("{v2}40 25 0:37 / /run/systemd rw - cgroup cgroup rw,name=systemd\n");
         assert!(matches!(
-            Layout::from_mountinfo(&with_named).unwrap(),
+            Layout::from_mountinfo(&with_named, all).unwrap(),
             Layout::V2 { .. }
         ));
         let v1 = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
-        let Layout::V1 { hierarchies } = Layout::from_mountinfo(v1).unwrap() else {
+        let Layout::V1 { hierarchies } = Layout::from_mountinfo(v1, all).unwrap() else {
             panic!("not v1")
         };
         assert_eq!(hierarchies[0].controllers, ["cpu", "cpuacct"]);
-        assert!(Layout::from_mountinfo("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n").is_err());
+        assert!(Layout::from_mountinfo("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n", all).is_err());
     }
 
     #[test]

@@ -882,7 +882,7 @@ mod tests {
 
     #[test]
     fn plans_one_dir_per_hierarchy_and_the_unified_one_on_hybrid() {
-        let layout = Layout::from_mountinfo(HYBRID).unwrap();
+        let layout = Layout::from_mountinfo(HYBRID, |_, _| true).unwrap();
         let path = layout::CgroupPath::from_spec(None, "c1");
         let handle = plan(&layout, &path, &[]).unwrap();
         assert_eq!(handle.driver, Version::V1);
@@ -906,7 +906,7 @@ mod tests {
 
     #[test]
     fn relative_paths_follow_berths_own_cgroup_per_hierarchy() {
-        let layout = Layout::from_mountinfo(HYBRID).unwrap();
+        let layout = Layout::from_mountinfo(HYBRID, |_, _| true).unwrap();
         let own = layout::parse_proc_cgroup("2:cpu:/\n4:memory:/process_api/e\n0::/u\n");
         let path = layout::CgroupPath::from_spec(Some("sub/c1"), "c1");
         let handle = plan(&layout, &path, &own).unwrap();
