@@ -186,6 +186,15 @@ pub fn clean_cgroup_path(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// The parent of a cgroup path (`/` is its own parent).
+pub fn parent_cgroup(path: &str) -> String {
+    let clean = clean_cgroup_path(path);
+    match clean.rsplit_once('/') {
+        Some(("", _)) | None => "/".to_string(),
+        Some((parent, _)) => parent.to_string(),
+    }
+}
+
 /// How `linux.cgroupsPath` places the container's cgroup inside each hierarchy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CgroupPath {
@@ -379,6 +388,9 @@ mod tests {
             CgroupPath::Absolute("/berth/abc".into())
         );
         assert_eq!(clean_cgroup_path("/../../etc"), "/etc");
+        assert_eq!(parent_cgroup("/user.slice/session-1.scope"), "/user.slice");
+        assert_eq!(parent_cgroup("/a"), "/");
+        assert_eq!(parent_cgroup("/"), "/");
     }
 
     #[test]

@@ -200,10 +200,21 @@ fn plan(
     path: &layout::CgroupPath,
     own: &[layout::OwnCgroup],
 ) -> Result<CgroupHandle> {
+    // A relative path starts at berth's own cgroup in each v1 hierarchy, and at its parent on
+    // cgroup2 (as runc's fs2): berth's own holds berth, and a cgroup2 cgroup with processes
+    // cannot enable controllers for the cgroups below it.
     let in_hierarchy = |controllers: &[String]| -> Result<String> {
         Ok(match path {
             layout::CgroupPath::Absolute(p) => p.clone(),
-            relative => relative.in_hierarchy(layout::own_cgroup_in(own, controllers)?),
+            relative => {
+                let own = layout::own_cgroup_in(own, controllers)?;
+                let start = if controllers.is_empty() {
+                    layout::parent_cgroup(own)
+                } else {
+                    own.to_string()
+                };
+                relative.in_hierarchy(&start)
+            }
         })
     };
     let v1_dirs = |hierarchies: &[layout::V1Hierarchy]| -> Result<Vec<CgroupDir>> {
@@ -905,7 +916,7 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_follow_berths_own_cgroup_per_hierarchy() {
+    fn relative_paths_follow_berths_own_cgroup_per_v1_hierarchy_and_its_parent_on_v2() {
         let layout = Layout::from_mountinfo(HYBRID, |_, _| true).unwrap();
         let own = layout::parse_proc_cgroup("2:cpu:/\n4:memory:/process_api/e\n0::/u\n");
         let path = layout::CgroupPath::from_spec(Some("sub/c1"), "c1");
@@ -920,7 +931,7 @@ mod tests {
             [
                 "/sys/fs/cgroup/cpu/sub/c1",
                 "/sys/fs/cgroup/memory/process_api/e/sub/c1",
-                "/sys/fs/cgroup/unified/u/sub/c1"
+                "/sys/fs/cgroup/unified/sub/c1"
             ]
         );
     }
