@@ -1066,6 +1066,27 @@ fn cgroup_mounts_hidden_under_a_tmpfs_are_not_used() {
 }
 
 #[test]
+fn a_container_runs_in_an_existing_cgroup_that_was_killed_before() {
+    // The kernel SIGKILLs a CLONE_INTO_CGROUP child of a cgroup whose cgroup.kill was written
+    // (6.x): as after `kill --all` or a delete that kept a cgroup berth did not create.
+    let mut c = container(json!({}));
+    let unified = unified_dir(&c);
+    if !unified.parent().is_some_and(Path::exists) {
+        println!("skipped: no cgroup2 mount here");
+        return;
+    }
+    fs::create_dir(&unified).expect("create the cgroup beforehand");
+    let kill = unified.join("cgroup.kill");
+    if !kill.exists() {
+        println!("skipped: this kernel has no cgroup.kill");
+        return;
+    }
+    fs::write(kill, "1").expect("write cgroup.kill");
+    c.run_args(&["/bin/true"]).success();
+    c.cleanup.remove_now();
+}
+
+#[test]
 fn delete_removes_the_cgroup_in_every_hierarchy() {
     let c = sleeper(json!({"pids": {"limit": 10}}));
     for dir in cgroup_dirs(&c) {

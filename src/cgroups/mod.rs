@@ -90,7 +90,8 @@ pub trait CgroupManager {
     /// On error, `remove` undoes what was made.
     fn create(&mut self) -> Result<()>;
     /// A directory fd of the cgroup2 cgroup for clone3's CLONE_INTO_CGROUP (after `create`);
-    /// None on pure v1. The child is then only in that hierarchy: call `add_process` as well.
+    /// None on pure v1 and when the cgroup existed before. The child is then only in that
+    /// hierarchy: call `add_process` as well.
     fn clone_into_fd(&self) -> Option<BorrowedFd<'_>>;
     /// Moves `pid` into the cgroup in every hierarchy.
     fn add_process(&self, pid: i32) -> Result<()>;
@@ -301,7 +302,7 @@ impl Target<'_> {
 /// State shared by both drivers.
 struct Cgroup {
     handle: CgroupHandle,
-    /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP.
+    /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP when it made it.
     unified_fd: Option<OwnedFd>,
     /// Rootless without a cgroupsPath: no permission to create the cgroup means none at all
     /// (an empty `handle.dirs`), not an error.
@@ -349,9 +350,14 @@ impl Cgroup {
                     let all = v2::controllers(&dir.mount_point)?;
                     v2::enable_controllers(&dir.mount_point, &dir.path, &all)?;
                 }
-                let fd = std::fs::File::open(&dir.path)
-                    .with_context(|| format!("opening {}", dir.path.display()))?;
-                self.unified_fd = Some(fd.into());
+                // Only into a cgroup made just now: once a cgroup's cgroup.kill was written,
+                // the kernel (6.x) SIGKILLs every later CLONE_INTO_CGROUP child there. An
+                // existing one gets the init through cgroup.procs (`add_process`).
+                if dir.created {
+                    let fd = std::fs::File::open(&dir.path)
+                        .with_context(|| format!("opening {}", dir.path.display()))?;
+                    self.unified_fd = Some(fd.into());
+                }
             }
         }
         Ok(())
