@@ -165,7 +165,6 @@ engine_scenarios! {
     security_opts,
     ulimits,
     sysctls,
-    #[known_bug("requests.md (engines -> cgroups): linux.devices get rwm in the device cgroup")]
     devices,
     shm_size,
     oom_score_adj,
