@@ -9,6 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::runtime::LinuxResources;
 
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+
+use super::layout::{self, Layout};
 use super::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -47,7 +52,7 @@ impl TestCgroup {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let cgroup = format!("/berth-test-{}-{n}", std::process::id());
         let handle = CgroupHandle {
-            driver: Version::V2,
+            hierarchy: Version::V2,
             cgroups_path: cgroup.clone(),
             dirs: vec![CgroupDir {
                 version: Version::V2,
@@ -168,7 +173,7 @@ fn lifecycle_apply_freeze_stats_kill_remove() {
     let limits = r#"{"memory":{"limit":67108864},"cpu":{"shares":512,"quota":50000,
                    "period":100000,"cpus":"0"},"pids":{"limit":10}}"#;
     cg.manager.apply(&resources(limits)).unwrap();
-    match cg.manager.handle().driver {
+    match cg.manager.handle().hierarchy {
         Version::V1 => {
             assert_eq!(
                 cg.read("memory", "memory.limit_in_bytes").unwrap(),
@@ -393,7 +398,7 @@ fn memory_and_swap_can_shrink_and_grow() {
         return;
     }
     let cg = TestCgroup::new();
-    let (limit_file, swap_file) = match cg.manager.handle().driver {
+    let (limit_file, swap_file) = match cg.manager.handle().hierarchy {
         Version::V1 => ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"),
         Version::V2 => ("memory.max", "memory.swap.max"),
     };
@@ -411,7 +416,7 @@ fn memory_and_swap_can_shrink_and_grow() {
         cg.manager.apply(&resources(&json)).unwrap();
         let read = |f: &str| fs::read(&dir, f).unwrap().trim().parse::<i64>().unwrap();
         assert_eq!(read(limit_file), limit * mib);
-        let expected_swap = match cg.manager.handle().driver {
+        let expected_swap = match cg.manager.handle().hierarchy {
             Version::V1 => swap * mib,
             Version::V2 => (swap - limit) * mib,
         };
@@ -455,7 +460,7 @@ fn each_field_reads_back_or_is_refused_by_name() {
         return;
     }
     let cg = TestCgroup::new();
-    let v1 = cg.manager.handle().driver == Version::V1;
+    let v1 = cg.manager.handle().hierarchy == Version::V1;
     // (resources, controller, file on v1, expected, file on v2, expected; "" = refused)
     let mut cases = vec![
         (
@@ -574,7 +579,7 @@ fn unified_keys_go_to_the_cgroup2_directory() {
             .trim(),
         "3"
     );
-    if handle.driver == Version::V1 {
+    if handle.hierarchy == Version::V1 {
         // On a hybrid host memory is a v1 controller: its v2 keys cannot apply.
         let err = cg
             .manager
