@@ -12,10 +12,9 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, chown};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use serde_json::{Value, json};
 
-use crate::common::{Container, Output, is_berth, set_args};
+use crate::common::{Container, HostBind, Output, is_berth, set_args};
 
 /// The host id the container's user namespace maps its root to (as in `userns.rs`).
 const HOST_BASE: u32 = 200_000;
@@ -127,29 +126,6 @@ fn the_idmap_option_alone_uses_the_container_user_namespace() {
     // The host's ids show unchanged inside, as if the container were not id-shifted.
     assert_eq!(out.stdout, "1000:1000\n0:0\n", "{out}");
     assert_eq!(host_owner(&data.join("made-inside")), (0, 0));
-}
-
-/// A bind mount on the host, undone on drop (before the containers' leak checks).
-struct HostBind(PathBuf);
-
-impl HostBind {
-    fn new(source: &Path, target: &Path) -> HostBind {
-        mount(
-            Some(source),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
-        HostBind(target.to_owned())
-    }
-}
-
-impl Drop for HostBind {
-    fn drop(&mut self) {
-        let _ = umount2(&self.0, MntFlags::MNT_DETACH);
-    }
 }
 
 #[test]

@@ -771,6 +771,44 @@ pub fn remove_cgroup_tree(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
+/// A bind mount a test makes on the host, undone on drop. Declare it after the containers that
+/// use it: it then goes before their leak checks run.
+pub struct HostBind(PathBuf);
+
+impl HostBind {
+    pub fn new(source: &Path, target: &Path) -> HostBind {
+        nix::mount::mount(
+            Some(source),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| panic!("bind {} on {}: {e}", source.display(), target.display()));
+        HostBind(target.to_owned())
+    }
+
+    /// `dir` bound onto itself and made shared: a peer group of the test's own.
+    pub fn shared(dir: &Path) -> HostBind {
+        let bind = HostBind::new(dir, dir);
+        nix::mount::mount(
+            None::<&str>,
+            dir,
+            None::<&str>,
+            nix::mount::MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .unwrap_or_else(|e| panic!("make {} shared: {e}", dir.display()));
+        bind
+    }
+}
+
+impl Drop for HostBind {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// The namespace inode link (`pid:[4026531836]`) of `kind` for this test process.
 pub fn host_namespace(kind: &str) -> String {
     fs::read_link(format!("/proc/self/ns/{kind}"))
