@@ -121,3 +121,61 @@ fn run_with_terminal_and_no_console_socket_proxies_the_pty() {
     let proxied = lines.iter().position(|l| l.ends_with("proxied"));
     assert!(tty.is_some() && tty < proxied, "{out}");
 }
+
+/// The terminal of a non-root process is its own (runc gives the process's stdio to its uid;
+/// the group stays devpts's `gid=5`, tty, even though the busybox image has no such group).
+#[test]
+fn the_terminal_belongs_to_the_process_user() {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        set_args(
+            spec,
+            &["sh", "-c", "stat -L -c %u:%g /proc/self/fd/0 $(tty)"],
+        );
+        let process = process_mut(spec);
+        process.set_terminal(Some(true));
+        process.user_mut().set_uid(1000);
+        process.user_mut().set_gid(1000);
+    });
+    let socket = FdSocket::bind(&c.dir.join("console.sock"));
+    c.create_with(&["--console-socket", socket.path()])
+        .success();
+    let (_, master) = socket.receive(COMMAND_TIMEOUT);
+    c.start().success();
+    assert_eq!(drain(master, COMMAND_TIMEOUT), "1000:5\n1000:5\n");
+}
+
+#[test]
+fn an_exec_terminal_belongs_to_the_exec_user() {
+    let mut c = Container::new();
+    c.start_sleeper();
+    let socket = FdSocket::bind(&c.dir.join("exec-console.sock"));
+    c.exec(
+        &[
+            "--detach",
+            "--tty",
+            "--user",
+            "1000:1000",
+            "--console-socket",
+            socket.path(),
+        ],
+        &["sh", "-c", "stat -L -c %u:%g $(tty)"],
+    )
+    .success();
+    let (_, master) = socket.receive(COMMAND_TIMEOUT);
+    assert_eq!(drain(master, COMMAND_TIMEOUT), "1000:5\n");
+}
+
+/// Not only terminals: a non-root process may reopen the stdout the caller gave it (nginx-style
+/// images write their logs to /dev/stdout), as with runc.
+#[test]
+fn a_non_root_process_can_reopen_its_stdout() {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        set_args(spec, &["sh", "-c", "echo reopened > /dev/stdout"]);
+        process_mut(spec).user_mut().set_uid(1000);
+        process_mut(spec).user_mut().set_gid(1000);
+    });
+    let out = c.run().success();
+    assert_eq!(out.stdout, "reopened\n");
+}

@@ -245,6 +245,7 @@ impl ExecChild<'_> {
         if let Some(policy) = &self.target.memory_policy {
             policy.apply()?;
         }
+        process::console::give_stdio_to(process.user().uid())?;
         process::mark_fds_cloexec(3 + self.request.preserve_fds)?;
         filter.before_identity(self.channel)?;
         prepared.assume_identity()?;

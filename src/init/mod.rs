@@ -116,6 +116,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     if let Some(policy) = MemoryPolicy::of(args.bundle.linux())? {
         policy.apply()?;
     }
+    process::console::give_stdio_to(args.bundle.process().user().uid())?;
     process::mark_fds_cloexec(3 + args.preserved_fds)?;
     args.seccomp.before_identity(&args.channel)?;
     prepared.assume_identity()?;

@@ -1,12 +1,16 @@
 //! `--console-socket`: runc's protocol. The pty is created inside the container (its devpts),
 //! the master goes to the socket's owner with one sendmsg (payload: the pty name, SCM_RIGHTS:
-//! exactly the master), the slave becomes the process's stdio and controlling terminal.
+//! exactly the master), the slave becomes the process's stdio and controlling terminal, and
+//! like any stdio it is given to the process's user ([`give_stdio_to`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow};
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::sys::stat::{SFlag, fstat};
+use nix::unistd::{Uid, fchown};
 use oci_spec::runtime::Box as ConsoleSize;
 
 use super::sys;
@@ -86,4 +90,40 @@ pub fn attach_slave(pty: Pty) -> Result<()> {
     }
     drop(pty.master);
     Ok(())
+}
+
+/// Gives the process's stdio to its user before berth switches to that user, as runc does: the
+/// pty slave (which root opened; its group is devpts's `gid=` option, tty in every usual
+/// config, and stays) or whatever the caller passed, so that the process owns its terminal and
+/// may reopen `/dev/stdout`, `/dev/tty` and the like. Only the owner changes. /dev/null is left
+/// alone, and so are files the user namespace may not chown (EPERM) or that sit on a read-only
+/// filesystem (EROFS).
+pub fn give_stdio_to(uid: u32) -> Result<()> {
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let streams = [
+        ("stdin", stdin.as_fd()),
+        ("stdout", stdout.as_fd()),
+        ("stderr", stderr.as_fd()),
+    ];
+    for (name, fd) in streams {
+        let st = match fstat(fd) {
+            Ok(st) => st,
+            // A closed stdio stream has no owner to change.
+            Err(Errno::EBADF) => continue,
+            Err(e) => return Err(e).with_context(|| format!("fstat {name}")),
+        };
+        if st.st_uid == uid || is_dev_null(&st) {
+            continue;
+        }
+        match fchown(fd, Some(Uid::from_raw(uid)), None) {
+            Ok(()) | Err(Errno::EPERM | Errno::EROFS) => {}
+            Err(e) => return Err(e).with_context(|| format!("chown {name} to uid {uid}")),
+        }
+    }
+    Ok(())
+}
+
+fn is_dev_null(st: &nix::sys::stat::FileStat) -> bool {
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    is_char && st.st_rdev == nix::sys::stat::makedev(1, 3)
 }
