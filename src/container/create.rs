@@ -105,12 +105,19 @@ pub fn create(
         .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
         .transpose()?;
 
+    // Without a mount namespace of its own the container's mounts land in ours: note what the
+    // rootfs showed before, for delete (and the rollback) to detach what the init stacks on it.
+    let shared_rootfs = (!namespaces.has(LinuxNamespaceType::Mount))
+        .then(|| rootfs::RootfsBase::record(&bundle.rootfs))
+        .transpose()?;
+
     let dir = root.claim(&options.id)?;
     let mut rollback = Rollback {
         dir: &dir,
         init: None,
         cgroup: None,
         rdt_group: rdt_group.as_ref(),
+        shared_rootfs: shared_rootfs.map(|base| (bundle.rootfs.clone(), base)),
     };
     let mut state = State {
         id: options.id.clone(),
@@ -122,6 +129,7 @@ pub fn create(
         init: None,
         cgroup: Some(cgroup.handle()),
         intel_rdt: rdt_group.clone(),
+        shared_rootfs,
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
@@ -247,6 +255,8 @@ struct Rollback<'a> {
     init: Option<(Pid, OwnedFd)>,
     cgroup: Option<Box<dyn CgroupManager>>,
     rdt_group: Option<&'a RdtGroup>,
+    /// The rootfs, when the init mounts in the runtime's namespace.
+    shared_rootfs: Option<(PathBuf, rootfs::RootfsBase)>,
 }
 
 impl Rollback<'_> {
@@ -265,6 +275,9 @@ impl Drop for Rollback<'_> {
         }
         if let Some(group) = self.rdt_group {
             let _ = group.remove();
+        }
+        if let Some((rootfs, base)) = &self.shared_rootfs {
+            let _ = base.release(rootfs);
         }
         let _ = std::fs::remove_dir_all(self.dir);
     }

@@ -71,6 +71,9 @@ fn destroy(container: Container) -> Result<()> {
     if let Some(group) = &container.state.intel_rdt {
         group.remove()?;
     }
+    if let Some(base) = &container.state.shared_rootfs {
+        base.release(&container.state.rootfs)?;
+    }
     let hooks = container.state.config.hooks().as_ref();
     if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
         let json = container.hook_state_json(Status::Stopped)?;

@@ -120,6 +120,9 @@ struct ExecTarget {
     memory_policy: Option<MemoryPolicy>,
     intel_rdt: Option<RdtGroup>,
     state_json: serde_json::Value,
+    /// The init's root, for a container in the runtime's mount namespace: joining the
+    /// namespaces does not put the child there, a chroot does.
+    shared_namespace_root: Option<OwnedFd>,
 }
 
 impl ExecTarget {
@@ -136,8 +139,13 @@ impl ExecTarget {
             bail!("{id}: cannot exec in a {} container{hint}", status.name());
         }
         let linux = container.state.config.linux().as_ref();
+        let init_pidfd = container.init_pidfd()?;
+        let shared_namespace_root = (!has_namespace(&container, LinuxNamespaceType::Mount))
+            .then(|| container.init_root())
+            .transpose()?;
         Ok(ExecTarget {
-            init_pidfd: container.init_pidfd()?,
+            init_pidfd,
+            shared_namespace_root,
             namespaces: namespaces_to_join(&container),
             pid_namespace: has_namespace(&container, LinuxNamespaceType::Pid),
             cgroup: container.state.cgroup_manager()?,
@@ -234,8 +242,15 @@ impl ExecChild<'_> {
         sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
         sys::reset_signals().context("resetting signal handlers")?;
         self.channel.expect_go()?;
-        setns(self.target.init_pidfd.as_fd(), self.target.namespaces)
-            .context("setns into the container's namespaces")?;
+        // A pidfd with no namespace flags is EINVAL: a container may have none but pid.
+        if !self.target.namespaces.is_empty() {
+            setns(self.target.init_pidfd.as_fd(), self.target.namespaces)
+                .context("setns into the container's namespaces")?;
+        }
+        if let Some(root) = &self.target.shared_namespace_root {
+            nix::unistd::fchdir(root.as_fd()).context("chdir into the container's root")?;
+            nix::unistd::chroot(".").context("chroot into the container's root")?;
+        }
         let process = &self.request.process;
         if let Some(socket) = self.console {
             let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;

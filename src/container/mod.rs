@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag, open};
+use nix::sys::stat::Mode;
 
 pub use create::{ConsoleTarget, CreateOptions, create};
 pub use delete::delete;
@@ -96,6 +97,20 @@ impl Container {
             return Err(not_running().into());
         }
         Ok(pidfd)
+    }
+
+    /// The init's root directory (`/proc/<pid>/root`), checked to be still the init's.
+    pub fn init_root(&self) -> Result<OwnedFd> {
+        let not_running = || NotRunning(self.state.id.clone());
+        let init = self.state.init.ok_or_else(not_running)?;
+        let path = format!("/proc/{}/root", init.pid);
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let root =
+            open(path.as_str(), flags, Mode::empty()).with_context(|| format!("opening {path}"))?;
+        if !init.is_alive() {
+            return Err(not_running().into());
+        }
+        Ok(root)
     }
 
     pub fn save(&self) -> Result<()> {

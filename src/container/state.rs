@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroups::{self, CgroupHandle, CgroupManager};
 use crate::intelrdt::RdtGroup;
+use crate::rootfs::RootfsBase;
 
 pub const STATE_FILE: &str = "state.json";
 /// The socket the created init waits on; it exists exactly while the
@@ -152,6 +153,10 @@ pub struct State {
     /// The container's resctrl groups (`linux.intelRdt`), recorded before they are made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intel_rdt: Option<RdtGroup>,
+    /// Without a mount namespace of its own: what the rootfs showed before the container
+    /// stacked its mounts there, for delete to detach them (see `rootfs::RootfsBase`).
+    #[serde(default)]
+    pub shared_rootfs: Option<RootfsBase>,
     /// The validated config, for exec, hooks and delete.
     pub config: Spec,
 }

@@ -94,6 +94,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     let options = RootfsOptions {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
+        own_mount_namespace: args.namespaces.has(LinuxNamespaceType::Mount),
         extra_mounts: args.extra_mounts.clone(),
         idmapped: std::mem::take(&mut args.idmapped_mounts),
     };

@@ -111,9 +111,6 @@ impl NamespacePlan {
                 },
             }
         }
-        if !plan.has(LinuxNamespaceType::Mount) {
-            bail!("linux.namespaces: a mount namespace is required to set up the rootfs");
-        }
         plan.user_joined_before_clone = plan.take_user_to_join_before_clone();
         plan.id_maps = id_maps(linux, plan.user_namespace())?;
         plan.time_offsets = time_offsets(linux)?;
@@ -357,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_and_a_missing_mount_namespace_are_errors() {
+    fn duplicates_are_errors() {
         let err = plan(r#"[{"type":"mount"},{"type":"pid"},{"type":"pid"}]"#)
             .err()
             .unwrap();
@@ -365,8 +362,13 @@ mod tests {
             err.to_string(),
             "linux.namespaces[2]: duplicate pid namespace"
         );
-        let err = plan(r#"[{"type":"pid"}]"#).err().unwrap();
-        assert!(err.to_string().contains("mount namespace is required"));
+    }
+
+    #[test]
+    fn without_a_mount_namespace_the_container_shares_the_runtimes() {
+        let plan = plan(r#"[{"type":"pid"}]"#).unwrap();
+        assert!(!plan.has(LinuxNamespaceType::Mount));
+        assert_eq!(plan.clone_flags, CloneFlags::CLONE_NEWPID);
     }
 
     #[test]

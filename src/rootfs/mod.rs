@@ -2,7 +2,9 @@
 //! namespace, single-threaded, real root) in three phases around the hooks and the console:
 //! [`prepare`] (propagation, rootfs bind, config mounts, devices), [`PreparedRootfs::enter`]
 //! (pivot_root or MS_MOVE+chroot) and [`EnteredRootfs::finish`] (root.readonly, sysctl,
-//! readonlyPaths, maskedPaths).
+//! readonlyPaths, maskedPaths, the root's propagation). A container without a mount namespace of
+//! its own gets the same in the runtime's, on a stack of mounts berth can undo (see
+//! [`shared_namespace`]).
 //!
 //! Every path inside the rootfs is resolved with [`resolve`] (openat2 RESOLVE_IN_ROOT) and every
 //! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
@@ -21,12 +23,15 @@ mod harden;
 mod idmap;
 mod mount;
 mod options;
+mod propagation;
 pub mod resolve;
+mod shared_namespace;
 pub mod sys;
 pub mod sysctl;
 
 pub use idmap::{IdmappedMounts, make_idmapped_mounts, validate as validate_idmapped_mounts};
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
+pub use shared_namespace::RootfsBase;
 
 #[cfg(test)]
 mod root_tests;
@@ -41,13 +46,13 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::sys::statfs::{DEVPTS_SUPER_MAGIC, fstatfs};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
-use procfs::process::{MountOptFields, Process};
 
 use devices::{
     DeviceStrategy, create_device, create_link, default_links, dev_is_bind_mounted, devices_for,
     remove_existing,
 };
 use mount::{DeferredReadonly, attach, mount_entry};
+use propagation::RootPropagation;
 use resolve::{create_file_at, parent_in_root};
 use sys::MountAttr;
 
@@ -56,6 +61,8 @@ pub struct RootfsOptions<'a> {
     pub rootfs: &'a Path,
     /// --no-pivot: MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// False when the config lists no mount namespace: the init is in the runtime's.
+    pub own_mount_namespace: bool,
     /// Mounts the runtime adds after the config's own (e.g. the NOTIFY_SOCKET directory).
     pub extra_mounts: Vec<Mount>,
     /// The idmapped mounts the runtime made for `mounts` entries.
@@ -67,11 +74,15 @@ pub struct PreparedRootfs {
     rootfs: PathBuf,
     root: OwnedFd,
     no_pivot: bool,
+    own_mount_namespace: bool,
+    propagation: RootPropagation,
     deferred: Vec<DeferredReadonly>,
 }
 
 /// The process now lives inside the container root; masking and read-only remounts remain.
 pub struct EnteredRootfs {
+    own_mount_namespace: bool,
+    propagation: RootPropagation,
     deferred: Vec<DeferredReadonly>,
 }
 
@@ -84,20 +95,21 @@ const RDONLY: MountAttr = MountAttr {
 /// Phase 1, before the createRuntime/createContainer hooks.
 pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     let linux = spec.linux().as_ref();
-    let propagation =
-        options::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+    let propagation = RootPropagation::of(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
     sysctl::validate(spec)?;
-    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
-        .context("set the propagation of / (linux.rootfsPropagation)")?;
-    make_parent_mount_private(opts.rootfs)?;
-    mount(
-        Some(opts.rootfs),
-        opts.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| format!("bind the rootfs {} onto itself", opts.rootfs.display()))?;
+    if opts.own_mount_namespace {
+        propagation.prepare(opts.rootfs)?;
+        mount(
+            Some(opts.rootfs),
+            opts.rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("bind the rootfs {} onto itself", opts.rootfs.display()))?;
+    } else {
+        shared_namespace::stack_rootfs(opts.rootfs)?;
+    }
     let root = open(
         opts.rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -144,43 +156,20 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         rootfs: opts.rootfs.to_owned(),
         root,
         no_pivot: opts.no_pivot,
+        own_mount_namespace: opts.own_mount_namespace,
+        propagation,
         deferred,
     })
-}
-
-/// pivot_root refuses a new root whose parent mount is shared; make that parent private (only
-/// inside our mount namespace), as runc does.
-fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let mounts = Process::myself()
-        .and_then(|p| p.mountinfo())
-        .context("read /proc/self/mountinfo")?;
-    let parent = mounts
-        .0
-        .iter()
-        .filter(|m| rootfs.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.as_os_str().len())
-        .with_context(|| format!("no mount contains {}", rootfs.display()))?;
-    if parent
-        .opt_fields
-        .iter()
-        .any(|f| matches!(f, MountOptFields::Shared(_)))
-    {
-        mount(
-            None::<&str>,
-            &parent.mount_point,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .with_context(|| format!("make {} private", parent.mount_point.display()))?;
-    }
-    Ok(())
 }
 
 impl PreparedRootfs {
     /// Phase 2, after the createRuntime/createContainer hooks: make the rootfs the root.
     pub fn enter(self) -> Result<EnteredRootfs> {
-        if self.no_pivot {
+        if !self.own_mount_namespace {
+            // pivot_root would move the root of every process in the runtime's namespace.
+            fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
+            chroot(".").context("chroot into the rootfs")?;
+        } else if self.no_pivot {
             fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
             // Without pivot_root the host's mounts stay in this namespace underneath; that is
             // what --no-pivot accepts (it exists for ramfs roots that cannot be pivoted).
@@ -218,6 +207,8 @@ impl PreparedRootfs {
         }
         chdir("/").context("chdir /")?;
         Ok(EnteredRootfs {
+            own_mount_namespace: self.own_mount_namespace,
+            propagation: self.propagation,
             deferred: self.deferred,
         })
     }
@@ -284,7 +275,8 @@ impl EnteredRootfs {
                 .unwrap_or_default(),
             mount_label(spec),
         )?;
-        Ok(())
+        // Last: none of the mounts above may propagate, nor be refused by an unbindable root.
+        self.propagation.finish(self.own_mount_namespace)
     }
 }
 

@@ -273,6 +273,7 @@ fn full_lifecycle(base: &Path) -> Result<()> {
     let opts = RootfsOptions {
         rootfs: &image.rootfs,
         no_pivot: false,
+        own_mount_namespace: true,
         extra_mounts: Vec::new(),
         idmapped: IdmappedMounts::default(),
     };
@@ -433,6 +434,7 @@ fn proc_on_symlink_is_refused(base: &Path) -> Result<()> {
     let opts = RootfsOptions {
         rootfs: &rootfs,
         no_pivot: false,
+        own_mount_namespace: true,
         extra_mounts: Vec::new(),
         idmapped: IdmappedMounts::default(),
     };
@@ -492,6 +494,7 @@ fn no_pivot_enters_with_chroot(base: &Path) -> Result<()> {
     let opts = RootfsOptions {
         rootfs: &rootfs,
         no_pivot: true,
+        own_mount_namespace: true,
         extra_mounts: Vec::new(),
         idmapped: IdmappedMounts::default(),
     };
