@@ -4,7 +4,7 @@
 //! its own (a pod's containers), which that user namespace then owns.
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, chown};
+use std::os::unix::fs::{MetadataExt, PermissionsExt, chown};
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use oci_spec::runtime::{
     Spec,
 };
 
-use crate::common::{COMMAND_TIMEOUT, Container, remove_namespace, set_args};
+use crate::common::{COMMAND_TIMEOUT, Container, HostBind, remove_namespace, set_args};
 
 const HOST_BASE: u32 = 200_000;
 
@@ -107,6 +107,50 @@ fn files_the_container_creates_belong_to_the_mapped_host_id() {
     c.sh("touch /tmp/made-inside");
     let meta = fs::metadata(data.join("made-inside")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (HOST_BASE, HOST_BASE));
+}
+
+/// A container whose mapped root cannot reach a bind source (a directory only the host's root
+/// may search) still gets it: the runtime opens the source with its own privileges, as runc.
+#[test]
+fn bind_sources_out_of_the_mapped_roots_reach_are_mounted() {
+    let mut c = userns_container(&["cat", "/mnt/file"]);
+    let secret = c.dir.join("secret");
+    fs::create_dir_all(secret.join("inner")).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(secret.join("inner/file"), "only root could reach me\n").unwrap();
+    c.configure(|spec| add_bind(spec, &secret.join("inner"), "/mnt", &["rbind", "ro"]));
+    let out = c.run().success();
+    assert_eq!(out.stdout, "only root could reach me\n");
+}
+
+/// The runtime's clone of a bind source is a copy of its own mount: in the container's user
+/// namespace it must still arrive as a slave, never a peer that could propagate mounts out.
+#[test]
+fn cloned_bind_sources_do_not_propagate_to_the_host() {
+    let mut c = userns_container(&[]);
+    let shared = c.dir.join("shared");
+    fs::create_dir(&shared).unwrap();
+    let _peer_group = HostBind::shared(&shared);
+    c.configure(|spec| add_bind(spec, &shared, "/mnt", &["rbind"]));
+    let fields = c.sh("awk '$5 == \"/mnt\" { print $7 }' /proc/self/mountinfo");
+    assert!(
+        fields.starts_with("master:"),
+        "/mnt is not a slave: {fields}"
+    );
+}
+
+fn add_bind(spec: &mut Spec, source: &std::path::Path, destination: &str, options: &[&str]) {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(
+        MountBuilder::default()
+            .destination(destination)
+            .typ("bind")
+            .source(source)
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap(),
+    );
+    spec.set_mounts(Some(mounts));
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!   parent (berth create)                      child (container init)
-//!   idmapped mounts (detached; their fds
-//!   are inherited across clone3)
+//!   cloned bind sources (detached; their
+//!   fds are inherited across clone3)
 //!   clone3 ─────────────────────────────────▶  waits for Go
 //!   joins cgroup (v1), writes id maps
 //!   Go{host_pid} ───────────────────────────▶  namespaces, mounts, devices

@@ -7,6 +7,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
 
@@ -82,10 +83,11 @@ pub fn create(
 ) -> Result<Created> {
     let mut bundle = spec::load(&options.bundle)?;
     let namespaces = NamespacePlan::from_spec(bundle.linux())?;
-    let idmapped_mounts = rootfs::make_idmapped_mounts(
+    let host_clones = rootfs::clone_bind_sources(
         &bundle.spec,
         &bundle.dir,
         namespaces.joined_fd(LinuxNamespaceType::User),
+        other_binds(&namespaces, options.cgroups.rootless),
     )?;
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
@@ -163,7 +165,7 @@ pub fn create(
                 preserved_fds,
                 hook_state,
                 extra_mounts,
-                idmapped_mounts,
+                host_clones,
                 prepared: None,
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
@@ -171,12 +173,7 @@ pub fn create(
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     // The init has its own copies of these fds now.
-    drop((
-        child_channel,
-        start_listener,
-        console_for_init,
-        idmapped_mounts,
-    ));
+    drop((child_channel, start_listener, console_for_init, host_clones));
     rollback.init = Some((init, init_pidfd));
     process::set_initial_cpu_affinity(init, bundle.process())?;
 
@@ -306,6 +303,18 @@ pub fn socket_path(dir: &Path, name: &str) -> Result<SocketPath> {
         path,
         _dir: Some(handle),
     })
+}
+
+/// An init in a user namespace of the container's is root of that namespace only: the runtime
+/// clones its bind sources, unless it has no more privilege than that itself (rootless) or the
+/// sources belong to a joined mount namespace.
+fn other_binds(namespaces: &NamespacePlan, rootless: bool) -> rootfs::OtherBinds {
+    let new_mount_namespace = namespaces.clone_flags.contains(CloneFlags::CLONE_NEWNS);
+    if namespaces.has(LinuxNamespaceType::User) && new_mount_namespace && !rootless {
+        rootfs::OtherBinds::Cloned
+    } else {
+        rootfs::OtherBinds::LeftToInit
+    }
 }
 
 /// `linux.resources` with the device rules every container gets (runc's

@@ -18,7 +18,7 @@ use crate::hooks;
 use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::NamespacePlan;
 use crate::process::{self, Prepared};
-use crate::rootfs::{self, IdmappedMounts, RootfsOptions};
+use crate::rootfs::{self, HostClones, RootfsOptions};
 use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
 use crate::sync::{Channel, Message};
@@ -41,9 +41,9 @@ pub struct InitArgs<'a> {
     pub hook_state: serde_json::Value,
     /// Mounts the runtime adds after the config's (the notify socket).
     pub extra_mounts: Vec<Mount>,
-    /// Idmapped mounts the runtime made (inherited close-on-exec fds), attached by the rootfs
+    /// Bind sources the runtime cloned (inherited close-on-exec fds), attached by the rootfs
     /// setup.
-    pub idmapped_mounts: IdmappedMounts,
+    pub host_clones: HostClones,
     /// Filled in by setup: the process to exec once started.
     pub prepared: Option<Prepared>,
     pub seccomp: PendingFilter,
@@ -96,7 +96,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         no_pivot: args.no_pivot,
         own_mount_namespace: args.namespaces.has(LinuxNamespaceType::Mount),
         extra_mounts: args.extra_mounts.clone(),
-        idmapped: std::mem::take(&mut args.idmapped_mounts),
+        host_clones: std::mem::take(&mut args.host_clones),
     };
     let prepared = rootfs::prepare(spec, options)?;
     args.channel.send(&Message::RunHooks)?;

@@ -1,24 +1,20 @@
 //! Idmapped mounts: runtime-spec `mounts[].uidMappings`/`gidMappings` and the `idmap`/`ridmap`
 //! options, done with mount_setattr(MOUNT_ATTR_IDMAP).
 //!
-//! Unlike the rest of this module this part runs in the runtime, before the init is cloned:
-//! only root in the user namespace that owns the source's superblock (the host's) may idmap a
-//! mount, and the init may already be inside the container's user namespace. The runtime makes
-//! each idmapped mount as a detached clone of its bind source; the init inherits the fds across
-//! clone3 and attaches them like any other bind mount ([`super::mount::mount_entry`]).
+//! Only root in the user namespace that owns the source's superblock (the host's) may idmap a
+//! mount, and the init may already be inside the container's user namespace: the runtime
+//! clones such a source and idmaps the clone before the init is cloned (see `host_sources`).
 //!
 //! As in runc 1.2: a mount is idmapped when it has mappings or one of the options; `ridmap`
 //! maps the whole tree of an `rbind`, `idmap` (or mappings alone) only its top mount; an option
 //! without mappings takes the container's user namespace mappings; only bind mounts qualify.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Context, Result, anyhow, bail};
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Mount, Spec};
 
-use super::mount::clone_bind_source;
 use super::options::{IdmapScope, parse_options};
 use super::sys;
 use crate::namespaces::{IdMaps, user_namespace_with};
@@ -28,12 +24,9 @@ const MAX_EXTENTS: usize = 340;
 
 /// One idmapped mount to make.
 #[derive(Debug, PartialEq)]
-struct IdmapRequest {
+pub struct IdmapRequest {
     /// Its index in `mounts`.
-    index: usize,
-    source: PathBuf,
-    /// `rbind`: the clone takes the whole tree.
-    rbind: bool,
+    pub index: usize,
     scope: IdmapScope,
     /// `None`: the mappings of the user namespace the container joins by path.
     maps: Option<IdMaps>,
@@ -49,50 +42,20 @@ enum ContainerUserNamespace<'a> {
     Joined,
 }
 
-/// The idmapped mounts the runtime made, by index in `mounts`, for the init to attach.
-#[derive(Default)]
-pub struct IdmappedMounts(Vec<(usize, OwnedFd)>);
-
-impl IdmappedMounts {
-    /// The mount made for `mounts[index]`, if it is idmapped.
-    pub fn take(&mut self, index: usize) -> Option<OwnedFd> {
-        let position = self.0.iter().position(|(i, _)| *i == index)?;
-        Some(self.0.swap_remove(position).1)
-    }
-}
-
 /// Bundle-loading check: every idmapped mount is well-formed.
 pub fn validate(spec: &Spec) -> Result<()> {
     requests(spec).map(drop)
 }
 
-/// In the runtime, before the init is cloned: a detached, idmapped clone of the source of
-/// every idmapped mount. `bundle_dir` anchors relative sources, as the init's chdir does;
-/// `joined_user_namespace` is the container's user namespace when it is joined by path.
-pub fn make_idmapped_mounts(
-    spec: &Spec,
-    bundle_dir: &Path,
-    joined_user_namespace: Option<BorrowedFd>,
-) -> Result<IdmappedMounts> {
-    let mut made = IdmappedMounts::default();
-    for request in requests(spec)? {
-        let field = format!("mounts[{}]", request.index);
-        let mount = request
-            .make(bundle_dir, joined_user_namespace, &field)
-            .with_context(|| format!("{field}: idmapped mount of {}", request.source.display()))?;
-        made.0.push((request.index, mount));
-    }
-    Ok(made)
-}
-
 impl IdmapRequest {
-    fn make(
+    /// Idmaps `clone`, the detached clone of this mount's source. `joined_user_namespace` is
+    /// the container's user namespace when it is joined by path.
+    pub fn apply(
         &self,
-        bundle_dir: &Path,
+        clone: BorrowedFd,
         joined_user_namespace: Option<BorrowedFd>,
         field: &str,
-    ) -> Result<OwnedFd> {
-        let clone = clone_bind_source(&bundle_dir.join(&self.source), self.rbind)?;
+    ) -> Result<()> {
         let own_namespace = (self.maps.as_ref())
             .map(|maps| user_namespace_with(maps, field))
             .transpose()?;
@@ -101,18 +64,18 @@ impl IdmapRequest {
             None => joined_user_namespace.context("the joined user namespace is not open")?,
         };
         let recursive = self.scope == IdmapScope::Tree;
-        sys::mount_setattr_idmap(clone.as_fd(), recursive, userns).map_err(|errno| {
+        sys::mount_setattr_idmap(clone, recursive, userns).map_err(|errno| {
             let hint = match errno {
                 Errno::EINVAL => " (does the filesystem support idmapped mounts?)",
                 _ => "",
             };
             anyhow!("mount_setattr(MOUNT_ATTR_IDMAP): {}{hint}", errno.desc())
-        })?;
-        Ok(clone)
+        })
     }
 }
 
-fn requests(spec: &Spec) -> Result<Vec<IdmapRequest>> {
+/// Every idmapped mount of `mounts`, checked.
+pub fn requests(spec: &Spec) -> Result<Vec<IdmapRequest>> {
     let container = container_user_namespace(spec);
     let mut requests = Vec::new();
     for (index, mount) in spec.mounts().iter().flatten().enumerate() {
@@ -163,10 +126,9 @@ fn request_for(
     if plan.remount {
         bail!("{field}.options: an idmapped mount cannot be a remount (only a new mount is)");
     }
-    let source = mount
-        .source()
-        .clone()
-        .with_context(|| format!("{field}.source: a bind mount needs a source"))?;
+    if mount.source().is_none() {
+        bail!("{field}.source: a bind mount needs a source");
+    }
     let maps = match (uid.is_empty(), gid.is_empty(), container) {
         (false, false, _) => {
             check_mappings(&format!("{field}.uidMappings"), uid)?;
@@ -185,8 +147,6 @@ fn request_for(
     };
     Ok(Some(IdmapRequest {
         index,
-        source,
-        rbind: plan.recursive,
         scope: plan.idmap.unwrap_or(IdmapScope::Top),
         maps,
     }))
@@ -269,8 +229,6 @@ mod tests {
         let spec = spec_with(mount(given.clone()), None);
         let expected = IdmapRequest {
             index: 1,
-            source: "/srv/data".into(),
-            rbind: true,
             scope: IdmapScope::Top,
             maps: Some(IdMaps::new(
                 spec.mounts().as_ref().unwrap()[1]
@@ -380,15 +338,5 @@ mod tests {
             err.starts_with("mounts[1].uidMappings: at most 340"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn idmapped_mounts_are_taken_by_index() {
-        let fd = |_| OwnedFd::from(std::fs::File::open("/").unwrap());
-        let mut made = IdmappedMounts(vec![(1, fd(())), (4, fd(()))]);
-        assert!(made.take(0).is_none());
-        assert!(made.take(4).is_some());
-        assert!(made.take(4).is_none());
-        assert!(made.take(1).is_some());
     }
 }

@@ -10,8 +10,9 @@
 //! mount is attached with move_mount onto the resolved handle, so neither a symlink in the
 //! image nor a swap during setup can make berth mount or write outside the container.
 //!
-//! The one part that runs in the runtime instead, before the init is cloned, is [`idmap`]: an
-//! idmapped mount needs privilege over the host's user namespace.
+//! The one part that runs in the runtime instead, before the init is cloned, is
+//! [`host_sources`]: bind sources that need the runtime's privilege (idmapped mounts, and the
+//! sources of a container with its own user namespace).
 //!
 //! `linux.mountLabel` becomes the SELinux `context=` of every filesystem berth creates that can
 //! take one (config mounts, the cgroup v1 tmpfs, the tmpfs over masked directories), as in runc.
@@ -20,6 +21,7 @@ mod cgroup;
 mod copyup;
 mod devices;
 mod harden;
+mod host_sources;
 mod idmap;
 mod mount;
 mod options;
@@ -29,7 +31,8 @@ mod shared_namespace;
 pub mod sys;
 pub mod sysctl;
 
-pub use idmap::{IdmappedMounts, make_idmapped_mounts, validate as validate_idmapped_mounts};
+pub use host_sources::{HostClones, OtherBinds, clone_bind_sources};
+pub use idmap::validate as validate_idmapped_mounts;
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
 pub use shared_namespace::RootfsBase;
 
@@ -65,8 +68,8 @@ pub struct RootfsOptions<'a> {
     pub own_mount_namespace: bool,
     /// Mounts the runtime adds after the config's own (e.g. the NOTIFY_SOCKET directory).
     pub extra_mounts: Vec<Mount>,
-    /// The idmapped mounts the runtime made for `mounts` entries.
-    pub idmapped: IdmappedMounts,
+    /// The bind sources the runtime cloned for `mounts` entries.
+    pub host_clones: HostClones,
 }
 
 /// The rootfs with every mount and device in place, not yet entered.
@@ -128,7 +131,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         let done = mount_entry(
             root.as_fd(),
             entry,
-            opts.idmapped.take(i),
+            opts.host_clones.take(i),
             mount_label(spec),
         )
         .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;

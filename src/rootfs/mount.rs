@@ -22,14 +22,14 @@ use crate::lsm::selinux;
 /// /dev still needs its device nodes).
 pub struct DeferredReadonly(pub std::path::PathBuf);
 
-/// Perform one config mount. `idmapped` is the mount's idmapped clone of its bind source,
-/// which the runtime made in the host's user namespace (see `idmap.rs`); a new filesystem gets
+/// Perform one config mount. `host_clone` is the clone of its bind source the runtime made, if
+/// it made one (see `host_sources`); a new filesystem gets
 /// `mount_label` (see [`selinux::labelled_mount_data`]). Returns a deferred read-only remount if
 /// one is needed.
 pub fn mount_entry(
     root: BorrowedFd<'_>,
     entry: &Mount,
-    idmapped: Option<OwnedFd>,
+    host_clone: Option<OwnedFd>,
     mount_label: Option<&str>,
 ) -> Result<Option<DeferredReadonly>> {
     let dest = entry.destination();
@@ -51,7 +51,7 @@ pub fn mount_entry(
             .source()
             .as_deref()
             .context("a bind mount needs a source")?;
-        detached_bind(source, &plan, idmapped)?
+        detached_bind(source, &plan, host_clone)?
     } else {
         let typ = typ.context("type is required for a non-bind mount")?;
         if typ == "cgroup" {
@@ -156,14 +156,14 @@ fn refuse_symlink_destination(root: BorrowedFd<'_>, dest: &Path, typ: &str) -> R
     }
 }
 
-/// A detached clone of the bind source (`idmapped`, when the runtime made it already) with the
+/// A detached clone of the bind source (`host_clone`, when the runtime made it already) with the
 /// requested attributes applied, plus the kind of destination it needs.
 fn detached_bind(
     source: &Path,
     plan: &MountPlan,
-    idmapped: Option<OwnedFd>,
+    host_clone: Option<OwnedFd>,
 ) -> Result<(OwnedFd, Kind)> {
-    let detached = match idmapped {
+    let detached = match host_clone {
         Some(clone) => clone,
         None => clone_bind_source(source, plan.recursive)?,
     };

@@ -15,11 +15,14 @@
 //! alone and the value, whatever it is, applies at the end to the container's root: the bind of
 //! the rootfs that berth stacked for it.
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::mount::{MsFlags, mount};
 use procfs::process::Process;
+
+use super::sys::{self, MountAttr};
 
 /// Mount flags of `linux.rootfsPropagation` (MS_SHARED, MS_SLAVE, …, maybe with MS_REC).
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +56,34 @@ impl RootPropagation {
                 parent.display()
             )
         })
+    }
+
+    /// For a bind source the runtime cloned from its own mounts (see `host_sources`): what the
+    /// container namespace's copy of that mount gets in [`prepare`](Self::prepare). A mount
+    /// namespace owned by a user namespace of the container's gets its copies of shared mounts
+    /// as slaves (the kernel never lets it send events back), so a clone for it first becomes
+    /// one.
+    pub fn give_to_clone(
+        self,
+        clone: BorrowedFd,
+        recursive: bool,
+        for_user_namespace: bool,
+    ) -> Result<()> {
+        let set = |kind: MsFlags, recursive: bool| {
+            let attr = MountAttr {
+                propagation: kind.bits(),
+                ..Default::default()
+            };
+            sys::mount_setattr_fd(clone, recursive, attr)
+                .with_context(|| format!("set the propagation {kind:?} of the clone"))
+        };
+        if for_user_namespace {
+            set(MsFlags::MS_SLAVE, recursive)?;
+        }
+        set(
+            self.0 & !MsFlags::MS_REC,
+            recursive && self.0.contains(MsFlags::MS_REC),
+        )
     }
 
     /// After every mount of the container is in place, from inside its root.

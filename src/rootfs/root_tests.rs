@@ -275,7 +275,7 @@ fn full_lifecycle(base: &Path) -> Result<()> {
         no_pivot: false,
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
-        idmapped: IdmappedMounts::default(),
+        host_clones: HostClones::default(),
     };
     let prepared = prepare(&spec, opts)?;
 
@@ -436,7 +436,7 @@ fn proc_on_symlink_is_refused(base: &Path) -> Result<()> {
         no_pivot: false,
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
-        idmapped: IdmappedMounts::default(),
+        host_clones: HostClones::default(),
     };
     let err = prepare(&spec, opts)
         .err()
@@ -496,7 +496,7 @@ fn no_pivot_enters_with_chroot(base: &Path) -> Result<()> {
         no_pivot: true,
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
-        idmapped: IdmappedMounts::default(),
+        host_clones: HostClones::default(),
     };
     prepare(&spec, opts)?.enter()?.finish(&spec)?;
     ensure!(
