@@ -3,9 +3,10 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
 use nix::sys::stat::{SFlag, fstat};
+use oci_spec::runtime::Spec;
 
 use super::devices::verified_char_device;
 use super::mount::{attach, new_filesystem};
@@ -19,6 +20,30 @@ const RDONLY: MountAttr = MountAttr {
     clear: 0,
     propagation: 0,
 };
+
+/// Bundle-loading check: the spec wants both lists absolute ("paths in the container
+/// namespace"); a relative one would silently mean something else to each runtime.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let lists = [
+        (
+            "maskedPaths",
+            linux.and_then(|l| l.masked_paths().as_deref()),
+        ),
+        (
+            "readonlyPaths",
+            linux.and_then(|l| l.readonly_paths().as_deref()),
+        ),
+    ];
+    for (field, paths) in lists {
+        for (index, path) in paths.unwrap_or_default().iter().enumerate() {
+            if !path.starts_with('/') {
+                bail!("linux.{field}[{index}]: {path:?} is not an absolute path");
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The path's handle, or `None` when it does not exist (those paths are skipped).
 fn open_existing(root: BorrowedFd<'_>, path: &Path, field: &str) -> Result<Option<OwnedFd>> {
@@ -82,4 +107,30 @@ pub fn mask(root: BorrowedFd<'_>, paths: &[String], mount_label: Option<&str>) -
         attach(root, &cover, &target, path).context("maskedPaths")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_and_readonly_paths_must_be_absolute() {
+        let spec = |field: &str, path: &str| -> Spec {
+            serde_json::from_value(serde_json::json!({
+                "ociVersion": "1.2.0", "linux": {field: ["/proc/kcore", path]}
+            }))
+            .unwrap()
+        };
+        validate(&spec("maskedPaths", "/sys/firmware")).unwrap();
+        let err = validate(&spec("maskedPaths", "proc/keys")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "linux.maskedPaths[1]: \"proc/keys\" is not an absolute path"
+        );
+        let err = validate(&spec("readonlyPaths", "sys")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("linux.readonlyPaths[1]"),
+            "{err}"
+        );
+    }
 }

@@ -32,7 +32,6 @@ pub mod sys;
 pub mod sysctl;
 
 pub use host_sources::{HostClones, OtherBinds, clone_bind_sources};
-pub use idmap::validate as validate_idmapped_mounts;
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
 pub use shared_namespace::RootfsBase;
 
@@ -94,6 +93,13 @@ const RDONLY: MountAttr = MountAttr {
     clear: 0,
     propagation: 0,
 };
+
+/// Bundle-loading checks of everything the rootfs setup reads from the config.
+pub fn validate(spec: &Spec) -> Result<()> {
+    idmap::validate(spec)?;
+    harden::validate(spec)?;
+    sysctl::validate(spec)
+}
 
 /// Phase 1, before the createRuntime/createContainer hooks.
 pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {

@@ -148,9 +148,8 @@ fn validate(spec: &Spec) -> Result<()> {
     crate::intelrdt::validate(linux)?;
     let personality = linux.personality().as_ref();
     crate::process::validate(process, personality)?;
-    crate::rootfs::validate_idmapped_mounts(spec)?;
     crate::netdev::validate(spec)?;
-    crate::rootfs::sysctl::validate(spec)
+    crate::rootfs::validate(spec)
 }
 
 #[cfg(test)]
