@@ -10,15 +10,29 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::Hook;
 
-use crate::sys;
+use crate::{logging, sys};
 
 /// Runs `hooks` in order; the first failure stops the rest and is returned.
 pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<()> {
     for (index, hook) in hooks.into_iter().flatten().enumerate() {
-        run(hook, state_json)
-            .with_context(|| format!("{kind} hook #{index} ({})", hook.path().display()))?;
+        run_numbered(kind, index, hook, state_json)?;
     }
     Ok(())
+}
+
+/// Runs every one of `hooks` in order, a failure only logged as a warning: the spec's rule for
+/// poststop hooks ("the remaining hooks and lifecycle continue as if the hook had succeeded").
+pub fn run_all_warning_on_failure(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) {
+    for (index, hook) in hooks.into_iter().flatten().enumerate() {
+        if let Err(err) = run_numbered(kind, index, hook, state_json) {
+            logging::log(logging::Level::Warning, &format!("{err:#}"));
+        }
+    }
+}
+
+fn run_numbered(kind: &str, index: usize, hook: &Hook, state_json: &[u8]) -> Result<()> {
+    run(hook, state_json)
+        .with_context(|| format!("{kind} hook #{index} ({})", hook.path().display()))
 }
 
 fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {

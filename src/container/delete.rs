@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use super::state::{StateRoot, Status};
 use super::{Container, NotFound, thaw_after_sigkill, wait_until_killed};
 use crate::sys::SignalNumber;
-use crate::{hooks, logging, sys};
+use crate::{hooks, sys};
 
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
     let container = match Container::load(root, id) {
@@ -77,10 +77,7 @@ fn destroy(container: Container) -> Result<()> {
     let hooks = container.state.config.hooks().as_ref();
     if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
         let json = container.hook_state_json(Status::Stopped)?;
-        // The spec: a failing poststop hook is only a warning.
-        if let Err(err) = hooks::run_all("poststop", Some(poststop), &json) {
-            logging::log(logging::Level::Warning, &format!("{err:#}"));
-        }
+        hooks::run_all_warning_on_failure("poststop", Some(poststop), &json);
     }
     remove_state_dir(&container.dir)
 }
