@@ -15,13 +15,15 @@ BERTH_BIN ?= $(CURDIR)/target/release/berth
 # Tests mostly wait on child processes, so more threads than cores is fine.
 TEST_THREADS ?= 4
 
-.PHONY: help build rootfs test test-unit test-integration test-engines test-vm demo install bench lint require-root
+.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm demo install bench lint require-root
 
 help:
 	@echo "make build             cargo build --release"
 	@echo "make rootfs            busybox rootfs in build/rootfs (from busybox-static)"
 	@echo "make test              unit + integration + engine + VM tests (root)"
 	@echo "make test-integration  integration tests only; BERTH_BIN=/usr/sbin/runc to compare"
+	@echo "make test-conformance  the OCI conformance suite; BERTH_BIN=/usr/sbin/runc to compare"
+	@echo "make conformance-table the suite against berth, runc and crun: the README's table"
 	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
 	@echo "make demo              build, then run a real container with berth"
 	@echo "make install           install berth to $(PREFIX)/sbin"
@@ -38,7 +40,7 @@ require-root:
 	@if [ "$$(id -u)" != 0 ]; then echo "this target needs root (containers, mounts, namespaces)" >&2; exit 1; fi
 
 # The whole suite. CI runs exactly this (.ci/run).
-test: require-root build rootfs test-unit test-integration test-engines test-vm
+test: require-root build rootfs test-unit test-integration test-conformance test-engines test-vm
 
 # Unit tests: pure logic next to the code in src/.
 test-unit:
@@ -53,6 +55,16 @@ test-integration: require-root build rootfs
 test-engines: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) \
 		$(CARGO) test --release --test engines -- --test-threads $(TEST_THREADS)
+
+# The OCI conformance suite (oci-validation/README.md); fails on a case that fails without an
+# explanation in oci-validation/explanations.
+test-conformance: require-root build rootfs
+	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) TEST_THREADS=$(TEST_THREADS) \
+		oci-validation/results --check
+
+# The suite against berth, runc and crun; rewrites the results table in README.md.
+conformance-table: require-root build rootfs
+	BERTH_TEST_ROOTFS=$(ROOTFS) TEST_THREADS=$(TEST_THREADS) oci-validation/results --write
 
 # The cgroup tests again, in a QEMU VM with a pure cgroup v2 hierarchy (tools/vm/README.md):
 # this host kind is cgroup v1 hybrid.

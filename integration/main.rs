@@ -11,7 +11,6 @@ mod common;
 
 mod cgroups;
 mod cli;
-mod conformance;
 mod console;
 mod errors;
 mod events;
