@@ -14,9 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    COMMAND_TIMEOUT, Container, Output, cgroup_hierarchies, is_berth, runtime, set_args,
-};
+use crate::common::{COMMAND_TIMEOUT, Container, Output, cgroup_hierarchies, runtime, set_args};
 use crate::suite::{self, Checks, reaches};
 
 /// A mounted cgroup hierarchy.
@@ -255,24 +253,7 @@ impl CaseContainer {
     }
 }
 
-/// berth puts a relative cgroupsPath below its own cgroup, which on cgroup v2 holds berth
-/// itself, so that no controller can be enabled there: pending the cgroups engineer's fix
-/// (runc takes the parent). True when that applies to this case.
-fn pending_relative_on_v2(relative: bool, controller: &str) -> bool {
-    let pending = relative && is_berth() && hierarchy(controller).is_some_and(|h| h.v2);
-    if pending {
-        suite::pending(
-            "berth puts a relative cgroupsPath below its own cgroup v2 (the cgroups \
-                        engineer's fix)",
-        );
-    }
-    pending
-}
-
 fn pids(relative: bool) {
-    if pending_relative_on_v2(relative, "pids") {
-        return;
-    }
     let resources = json!({"pids": {"limit": 1000}});
     cgroup_case(relative, resources, |pid, checks| {
         let dir = cgroup_dir(pid, "pids").expect("a pids cgroup");
@@ -294,9 +275,6 @@ fn linux_cgroups_relative_pids() {
 }
 
 fn memory(relative: bool, cases: &[(i64, u64)]) {
-    if pending_relative_on_v2(relative, "memory") {
-        return;
-    }
     let Some(v2) = hierarchy("memory").map(|h| h.v2) else {
         return suite::skip("no memory controller");
     };
@@ -378,9 +356,6 @@ fn cpu_weights(shares: u64) -> [String; 2] {
 }
 
 fn cpus(relative: bool, cases: &[(u64, u64, i64, &str)]) {
-    if pending_relative_on_v2(relative, "cpu") {
-        return;
-    }
     let Some(Hierarchy {
         mount: cpu_root,
         v2,
@@ -511,9 +486,6 @@ fn device_rules() -> Value {
 }
 
 fn devices(relative: bool) {
-    if pending_relative_on_v2(relative, "pids") {
-        return;
-    }
     let Some(v2) = hierarchy("devices")
         .or_else(|| hierarchy("cpu"))
         .map(|h| h.v2)
@@ -587,9 +559,6 @@ fn huge_page_sizes() -> Vec<String> {
 }
 
 fn hugetlb(relative: bool) {
-    if pending_relative_on_v2(relative, "hugetlb") {
-        return;
-    }
     let Some(v2) = hierarchy("hugetlb").map(|h| h.v2) else {
         return suite::skip("no hugetlb controller");
     };
@@ -691,9 +660,6 @@ fn block_device() -> Option<String> {
 }
 
 fn blkio(relative: bool) {
-    if pending_relative_on_v2(relative, "pids") {
-        return;
-    }
     let io = hierarchy("blkio").or_else(|| hierarchy("io"));
     let Some(v2) = io.map(|h| h.v2) else {
         return suite::skip("no blkio/io controller");

@@ -268,7 +268,6 @@ fn mounts() {
 /// runtime-tools `linux_devices`: devices in `linux.devices` exist with their type, numbers,
 /// mode and owner (a FIFO has no numbers).
 #[test]
-#[ignore = "pending: berth refuses a type p device (issue 9.1, the cgroups engineer's)"]
 fn linux_devices() {
     let mut c = suite::container();
     suite::edit(&mut c, |config| {

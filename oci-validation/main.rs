@@ -9,7 +9,7 @@
 //!
 //! A case that cannot be checked on this host says why with `suite::skip` (or `suite::note` for
 //! a part of it) and passes; `OCI_VALIDATION_REPORT=<dir>` collects those reasons for the
-//! results table (tools/oci-validation-results). A case berth fails because of a bug being
+//! results table (oci-validation/results). A case berth fails because of a bug being
 //! fixed elsewhere is `#[ignore]`d, naming the issue.
 
 #[path = "../integration/common/mod.rs"]
