@@ -1,6 +1,6 @@
 //! What users do every day with Docker and podman, written once for both (their command lines
-//! agree on all of it). Each scenario gets a [`Session`]: one engine, one runtime; the engine
-//! files list which scenarios they run.
+//! agree on all of it). Each scenario gets a [`Session`]: one engine, one runtime;
+//! `shared_scenarios!` lists them once and each engine file expands it.
 
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
@@ -8,6 +8,68 @@ use std::time::{Duration, Instant};
 
 use crate::harness::cgroup;
 use crate::harness::engine::{Kind, Session};
+
+/// Generates, for one engine, the tests of every scenario in this file that both engines run
+/// (`berth::<scenario>` and `runc::<scenario>`, see `engine_scenarios!`). The list lives here
+/// only: a scenario added to it runs on Docker and on podman.
+macro_rules! shared_scenarios {
+    (engine: $engine:expr) => {
+        $crate::harness::engine_scenarios! {
+            engine: $engine, session: $crate::harness::engine::Session, scenarios: $crate::scenarios;
+            runtime_state,
+            run_exit_code,
+            run_command_not_found,
+            exec_command_not_found,
+            run_stdin,
+            run_tty,
+            run_env,
+            run_workdir,
+            run_hostname,
+            run_user,
+            run_user_unknown,
+            cap_add_drop,
+            read_only,
+            tmpfs,
+            bind_volume,
+            network_none,
+            run_init,
+            memory_limit,
+            pids_limit,
+            cpu_limit,
+            oom_kill,
+            exec_exit_code,
+            exec_user,
+            exec_tty,
+            ps_top,
+            pause_unpause,
+            stats,
+            update,
+            restart,
+            stop,
+            stop_signal_rtmin,
+            kill,
+            rm_force_running,
+            rm_force_paused,
+            logs,
+            instant_exit_50,
+            security_opts,
+            ulimits,
+            sysctls,
+            devices,
+            shm_size,
+            oom_score_adj,
+            cpuset,
+            memory_reservation,
+            join_namespaces,
+            pid_host,
+            cgroupns_private,
+            uts_host,
+            commit,
+            restart_policy,
+        }
+    };
+}
+pub(crate) use shared_scenarios;
 
 /// How long a container may take to reach a state the test waits for.
 const SETTLE: Duration = Duration::from_secs(30);
