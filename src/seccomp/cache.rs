@@ -17,7 +17,9 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use super::compile::{Filter, compile};
 
-const FORMAT: &[u8] = b"berth-seccomp-cache-v1\0";
+/// Bumped whenever the same profile compiles to a different program (v2: the -ENOSYS stub
+/// always covers the native architecture), so that no stale program outlives an upgrade.
+const FORMAT: &[u8] = b"berth-seccomp-cache-v2\0";
 
 /// Like `compile`, but reuses a program compiled earlier for the same profile from
 /// `cache_dir`, and stores new ones there. Cache trouble never fails the container: a

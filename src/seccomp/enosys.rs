@@ -3,16 +3,17 @@
 //! probing a syscall that the profile predates (clone3, openat2, ...) then falls back to the
 //! old one, as on a kernel without it, instead of failing with EPERM.
 //!
-//! The stub is prepended to libseccomp's program; for each architecture in
-//! `linux.seccomp.architectures` (as in runc) it compares the syscall number with the highest
-//! one the profile names for that architecture.
+//! The stub is prepended to libseccomp's program; for the native architecture and each one in
+//! `linux.seccomp.architectures` (as in runc 1.2+) it compares the syscall number with the
+//! highest one the profile names for that architecture.
 
 use anyhow::{Context, Result};
 use libc::sock_filter;
-use libseccomp::ScmpSyscall;
+use libseccomp::{ScmpArch, ScmpSyscall};
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction};
 
 use super::compile::scmp_arch;
+use super::features::ARCHS;
 
 /// Marks x32 syscall numbers on the x86_64 audit architecture.
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
@@ -44,23 +45,50 @@ pub(super) fn stub(config: &LinuxSeccomp) -> Result<Vec<sock_filter>> {
     assemble(&limits(config)?)
 }
 
+/// The architectures the stub checks: those the profile lists, SCMP_ARCH_NATIVE as the one
+/// it stands for, and the native one always (runc 1.2+: a profile without `architectures`
+/// still filters the native arch, and glibc falls back from `clone3` only on ENOSYS).
+fn stub_archs(config: &LinuxSeccomp) -> Result<Vec<Arch>> {
+    let native = native_arch()?;
+    let listed = config
+        .architectures()
+        .iter()
+        .flatten()
+        .map(|&arch| match arch {
+            Arch::ScmpArchNative => native,
+            arch => arch,
+        });
+    let mut archs = vec![native];
+    for arch in listed {
+        if !archs.contains(&arch) {
+            archs.push(arch);
+        }
+    }
+    Ok(archs)
+}
+
+fn native_arch() -> Result<Arch> {
+    let native = ScmpArch::native();
+    ARCHS
+        .into_iter()
+        .find(|&arch| scmp_arch(arch).is_ok_and(|arch| arch == native))
+        .with_context(|| format!("no seccomp architecture name for the native {native:?}"))
+}
+
 fn limits(config: &LinuxSeccomp) -> Result<Vec<Limits>> {
     let mut limits: Vec<Limits> = Vec::new();
-    for arch in config.architectures().iter().flatten() {
-        // s390 multiplexes unknown syscalls through number 0 (runc special-cases it); the
-        // native entry has no audit value of its own. Both keep the plain default action.
-        if matches!(
-            arch,
-            Arch::ScmpArchNative | Arch::ScmpArchS390 | Arch::ScmpArchS390x
-        ) {
+    for arch in stub_archs(config)? {
+        // s390 multiplexes unknown syscalls through number 0 (runc special-cases it): it
+        // keeps the plain default action.
+        if matches!(arch, Arch::ScmpArchS390 | Arch::ScmpArchS390x) {
             continue;
         }
-        let Some(last) = last_syscall(config, *arch)? else {
+        let Some(last) = last_syscall(config, arch)? else {
             continue;
         };
-        let is_x32 = *arch == Arch::ScmpArchX32;
+        let is_x32 = arch == Arch::ScmpArchX32;
         // SCMP_ARCH_* values are the kernel's AUDIT_ARCH_* ones, except x32's made-up one.
-        let audit_arch = if is_x32 { Arch::ScmpArchX86_64 } else { *arch } as u32;
+        let audit_arch = if is_x32 { Arch::ScmpArchX86_64 } else { arch } as u32;
         let index = match limits.iter().position(|l| l.audit_arch == audit_arch) {
             Some(index) => index,
             None => {

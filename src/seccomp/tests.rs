@@ -308,9 +308,12 @@ fn syscalls_newer_than_the_profile_fail_with_enosys_as_in_runc() {
     assert_eq!(new_syscall_errno(json!(["SCMP_ARCH_X86_64"])), libc::ENOSYS);
 }
 
+/// runc 1.2+ (runc 1.1 left such profiles without the stub, so glibc's clone3 got EPERM).
 #[test]
-fn without_architectures_there_is_no_enosys_stub_as_in_runc() {
-    assert_eq!(new_syscall_errno(json!([])), libc::EPERM);
+fn the_native_architecture_gets_the_enosys_stub_even_when_not_listed() {
+    assert_eq!(new_syscall_errno(json!([])), libc::ENOSYS);
+    assert_eq!(new_syscall_errno(json!(["SCMP_ARCH_NATIVE"])), libc::ENOSYS);
+    assert_eq!(new_syscall_errno(json!(["SCMP_ARCH_X86"])), libc::ENOSYS);
 }
 
 /// Receives the hand-off message on `listener`: the ContainerProcessState and the fd.
