@@ -4,7 +4,7 @@
 
 use oci_spec::runtime::LinuxNamespaceType;
 
-use crate::common::{COMMAND_TIMEOUT, Container, remove_namespace};
+use crate::common::{COMMAND_TIMEOUT, Container, remove_namespace, set_args};
 
 /// A running container whose init sleeps, with a second process exec'd beside it, paused.
 fn paused_container(own_pid_namespace: bool) -> Container {
@@ -61,4 +61,26 @@ fn exec_into_a_paused_container_needs_ignore_paused() {
     c.cmd(&["resume", &c.id]).success();
     let output = exec.wait(COMMAND_TIMEOUT).success();
     assert_eq!(output.stdout, "ran\n");
+}
+
+#[test]
+fn a_created_container_pauses_and_starts_once_resumed() {
+    let mut c = Container::new();
+    c.configure(|spec| set_args(spec, &["sleep", "1000"]));
+    c.create().success();
+    c.cmd(&["pause", &c.id]).success();
+    assert_eq!(c.status().as_deref(), Some("paused"));
+    let refused = c.start().failure();
+    assert!(
+        refused
+            .stderr
+            .contains("cannot start a container in the paused state"),
+        "{refused}"
+    );
+    c.cmd(&["resume", &c.id]).success();
+    assert_eq!(c.status().as_deref(), Some("created"));
+    c.start().success();
+    c.wait_for_status("running", COMMAND_TIMEOUT);
+    c.delete_force().success();
+    c.assert_no_leaks();
 }

@@ -126,8 +126,9 @@ impl Status {
         matches!(self, Status::Created | Status::Running) || (even_paused && self == Status::Paused)
     }
 
+    /// runc pauses a created container too; `resume` then makes it created again.
     pub fn can_pause(self) -> bool {
-        self == Status::Running
+        matches!(self, Status::Created | Status::Running)
     }
 
     pub fn can_resume(self) -> bool {
@@ -168,8 +169,9 @@ impl State {
             Phase::Creating if self.creator.is_some_and(|c| c.is_alive()) => Status::Creating,
             Phase::Creating => Status::Stopped,
             _ if !init_alive => Status::Stopped,
-            Phase::Created if dir.join(START_SOCKET).exists() => Status::Created,
+            // Before `created`: a created container can be paused, as in runc.
             _ if self.is_frozen() => Status::Paused,
+            Phase::Created if dir.join(START_SOCKET).exists() => Status::Created,
             _ => Status::Running,
         }
     }
@@ -346,5 +348,6 @@ mod tests {
         assert!(Status::Paused.can_kill(false));
         assert!(Status::Stopped.can_kill(true));
         assert!(!Status::Paused.can_exec(false) && Status::Paused.can_exec(true));
+        assert!(Status::Created.can_pause() && !Status::Paused.can_pause());
     }
 }
