@@ -367,7 +367,9 @@ fn every_process_starts_under(seccomp: Value) {
                 process.set_no_new_privileges(Some(no_new_privileges));
                 process.user_mut().set_uid(uid);
                 process.user_mut().set_gid(uid);
-                let hook = serde_json::from_value(json!({"path": "/bin/true"})).expect("hook");
+                // A timeout: berth then waits on the hook with the filter in force.
+                let hook = json!({"path": "/bin/true", "timeout": 30});
+                let hook = serde_json::from_value(hook).expect("hook");
                 let mut hooks = Hooks::default();
                 hooks.set_start_container(Some(vec![hook]));
                 spec.set_hooks(Some(hooks));
@@ -381,9 +383,15 @@ fn every_process_starts_under(seccomp: Value) {
 
 #[test]
 fn a_profile_older_than_openat2_runs_every_process() {
-    // Lists epoll_pwait2, newer than all four: they get the default action, EPERM, and not
+    // Lists epoll_pwait2, newer than all five: they get the default action, EPERM, and not
     // the ENOSYS of the syscalls newer than every one the profile names.
-    let old = ["openat2", "close_range", "faccessat2", "clone3"];
+    let old = [
+        "openat2",
+        "close_range",
+        "faccessat2",
+        "clone3",
+        "pidfd_open",
+    ];
     every_process_starts_under(json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],

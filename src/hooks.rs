@@ -4,8 +4,8 @@
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::Hook;
@@ -60,7 +60,7 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
         .timeout()
         .map(|secs| Duration::from_secs(secs.max(0) as u64));
     if let Some(timeout) = timeout
-        && !exits_within(child.id() as i32, timeout)?
+        && !exits_within(&mut child, timeout)?
     {
         let _ = child.kill();
         let _ = child.wait();
@@ -74,8 +74,31 @@ fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
 }
 
 /// Whether the hook exits before `timeout`.
-fn exits_within(pid: i32, timeout: Duration) -> Result<bool> {
-    let pidfd =
-        sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).context("pidfd_open of the hook")?;
-    sys::wait_for_exit(pidfd.as_fd(), Some(timeout)).context("polling the hook's pidfd")
+fn exits_within(child: &mut Child, timeout: Duration) -> Result<bool> {
+    match sys::pidfd_open(nix::unistd::Pid::from_raw(child.id() as i32)) {
+        Ok(pidfd) => {
+            sys::wait_for_exit(pidfd.as_fd(), Some(timeout)).context("polling the hook's pidfd")
+        }
+        // startContainer hooks run under the container's seccomp filter, and a profile
+        // older than pidfd_open refuses it (EPERM, or ENOSYS from the stub).
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EPERM | libc::ENOSYS)) => {
+            polls_exit_within(child, timeout)
+        }
+        Err(err) => Err(err).context("pidfd_open of the hook"),
+    }
+}
+
+/// `exits_within` with nothing but wait4 and nanosleep, which every profile allows.
+fn polls_exit_within(child: &mut Child, timeout: Duration) -> Result<bool> {
+    const INTERVAL: Duration = Duration::from_millis(10);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if child.try_wait().context("waiting for the hook")?.is_some() {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(INTERVAL);
+    }
 }
