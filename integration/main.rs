@@ -33,4 +33,5 @@ mod seccomp;
 mod security;
 mod signals;
 mod soak;
+mod trace;
 mod userns;

@@ -19,6 +19,7 @@ mod seccomp;
 mod spec;
 mod sync;
 mod sys;
+mod trace;
 mod trusted_proc;
 
 use std::io::Write;
@@ -33,12 +34,20 @@ use container::state::StateRoot;
 use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
 
 fn main() {
+    // One vDSO clock read: where the trace's timeline starts, should --debug turn it on.
+    let started = trace::Instant::now();
     let cli = Cli::parse_from(cli::normalize_args(std::env::args().collect()));
     if let Err(err) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth: {err:#}");
         std::process::exit(1);
     }
-    match dispatch(cli) {
+    if cli.debug {
+        trace::enable("berth", started);
+        trace::record_since("parse the command line", started);
+    }
+    let result = dispatch(cli);
+    trace::report();
+    match result {
         Ok(code) => std::process::exit(code),
         // A reader that went away (`berth list | head`) is no error of ours.
         Err(err) if is_broken_pipe(&err) => std::process::exit(0),

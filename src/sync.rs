@@ -18,7 +18,13 @@
 //!   pid file, state "created", exit
 //! ```
 //! Either side may send `Failed` instead of its next message; a closed socket
-//! means the peer died.
+//! means the peer died. With the start trace on (`crate::trace`), the init sends
+//! `Trace` just before `Ready`.
+//!
+//! `start` then connects to the init's start socket, a stream: the init writes
+//! its last words there as JSON lines ([`write_line`], [`read_lines`]) — its
+//! `Trace`, `Failed` if it could not exec — and execve closes it. EOF with no
+//! `Failed` before it means the container's process runs.
 //!
 //! A container that joins a user namespace by path yet gets new namespaces is
 //! cloned through an intermediate process (`crate::namespaces::intermediate`),
@@ -31,15 +37,17 @@
 //!          ◀──────────────── InitCloned + the init's pidfd
 //!   reaps it                 exits
 //! ``` `exec` uses the same channel: Go, then the child's
-//! end closes on execve (it is close-on-exec) or carries `Failed`.
+//! end closes on execve (it is close-on-exec) or carries `Failed` (and, with
+//! the trace on, `Trace` before it loads its seccomp filter).
 
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
-use crate::sys;
+use crate::{sys, trace};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub enum Message {
@@ -55,6 +63,8 @@ pub enum Message {
     SeccompNotify,
     SeccompNotifyDone,
     Ready,
+    /// The phases of the start trace a child recorded (`crate::trace`).
+    Trace(Vec<trace::Record>),
     /// From the intermediate process: carries the init's pidfd (SCM_RIGHTS).
     InitCloned,
     Failed(String),
@@ -135,4 +145,21 @@ impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// Writes `message` as one line of the start connection: a single write(2), the call runc's
+/// init makes on its exec fifo, since the container's seccomp filter may already be in force.
+pub fn write_line(connection: &mut impl Write, message: &Message) -> Result<()> {
+    let mut line = serde_json::to_vec(message)?;
+    line.push(b'\n');
+    connection
+        .write_all(&line)
+        .context("writing to the start connection")
+}
+
+/// The messages of a start connection read to its end. A line that is not one (an init of
+/// another berth version) is taken as the reason it failed.
+pub fn read_lines(text: &str) -> impl Iterator<Item = Message> + '_ {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| Message::Failed(line.to_owned())))
 }

@@ -26,6 +26,7 @@ use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
+use crate::trace;
 
 pub struct CreateOptions {
     pub id: String,
@@ -81,14 +82,18 @@ pub fn create(
     options: &CreateOptions,
     console: ConsoleTarget,
 ) -> Result<Created> {
-    let mut bundle = spec::load(&options.bundle)?;
+    let mut bundle = trace::timed("load and validate the bundle", || {
+        spec::load(&options.bundle)
+    })?;
     let namespaces = NamespacePlan::from_spec(bundle.linux())?;
+    let clones = trace::span("clone bind sources (idmapped, out of reach)");
     let host_clones = rootfs::clone_bind_sources(
         &bundle.spec,
         &bundle.dir,
         namespaces.joined_fd(LinuxNamespaceType::User),
         other_binds(&namespaces, options.cgroups.rootless),
     )?;
+    drop(clones);
     let preserved_fds = options.preserve_fds + pass_listen_fds(&mut bundle)?;
     let (console_for_init, console_receiver) = connect_console(&bundle, console)?;
     let pidfd_socket = (options.pidfd_socket.as_deref())
@@ -99,13 +104,17 @@ pub fn create(
         .cgroups_path()
         .as_ref()
         .map(|p| p.to_string_lossy());
-    let cgroup = cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)?;
+    let cgroup = trace::timed("cgroup: find the hierarchies", || {
+        cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)
+    })?;
     let net_devices = NetDevices::plan(bundle.linux(), options.cgroups.rootless)?;
     let rdt_group = intelrdt::plan(bundle.linux(), &options.id)?;
     let resources = container_resources(&bundle);
-    let seccomp_filter = (bundle.linux().seccomp().as_ref())
-        .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
-        .transpose()?;
+    let seccomp_filter = trace::timed("seccomp: compile (or load from the cache)", || {
+        (bundle.linux().seccomp().as_ref())
+            .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
+            .transpose()
+    })?;
 
     // Without a mount namespace of its own the container's mounts land in ours: note what the
     // rootfs showed before, for delete (and the rollback) to detach what the init stacks on it.
@@ -113,6 +122,7 @@ pub fn create(
         .then(|| rootfs::RootfsBase::record(&bundle.rootfs))
         .transpose()?;
 
+    let claim = trace::span("claim the id, first state.json");
     let dir = root.claim(&options.id)?;
     let mut rollback = Rollback {
         dir: &dir,
@@ -135,21 +145,24 @@ pub fn create(
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
+    drop(claim);
     let extra_mounts = notify::prepare(&dir, &mut bundle)?.into_iter().collect();
     let cgroup = rollback.cgroup.insert(cgroup);
-    cgroup.create()?;
+    trace::timed("cgroup: create", || cgroup.create())?;
     // None when rootless berth could not make one (see `cgroups::for_new_container`).
     state.cgroup = Some(cgroup.handle()).filter(|handle| !handle.dirs.is_empty());
     state.save(&dir)?;
-    cgroup.apply(&resources)?;
+    trace::timed("cgroup: apply the limits", || cgroup.apply(&resources))?;
 
     let start_listener = UnixListener::bind(socket_path(&dir, START_SOCKET)?.path)
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
-    let forked = namespaces
-        .clone_init(cgroup.clone_into_fd())
-        .context("starting the container init")?;
+    let forked = trace::timed("clone the init", || {
+        namespaces
+            .clone_init(cgroup.clone_into_fd())
+            .context("starting the container init")
+    })?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {
             drop((channel, pidfd_socket));
@@ -179,33 +192,45 @@ pub fn create(
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
-    namespaces.write_id_maps(init)?;
+    trace::timed("write the id maps", || namespaces.write_id_maps(init))?;
     if let Some(devices) = &net_devices {
-        devices.move_into_container(namespaces.joined_fd(LinuxNamespaceType::Network), init)?;
+        trace::timed("move the network devices", || {
+            devices.move_into_container(namespaces.joined_fd(LinuxNamespaceType::Network), init)
+        })?;
     }
     if let Some(group) = &rdt_group {
-        group.create(init.as_raw())?;
+        trace::timed("intelRdt: join the control group", || {
+            group.create(init.as_raw())
+        })?;
     }
     // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
-    cgroup.add_process(init.as_raw())?;
+    trace::timed("cgroup: join (cgroup.procs)", || {
+        cgroup.add_process(init.as_raw())
+    })?;
     channel.send(&Message::Go {
         host_pid: init.as_raw(),
     })?;
-    channel.expect(Message::RunHooks, "the container init")?;
+    trace::timed("wait for the init: rootfs", || {
+        channel.expect(Message::RunHooks, "the container init")
+    })?;
     let hook_json = serde_json::to_vec(&state.to_oci_json(Status::Creating))?;
     let hooks = bundle.spec.hooks().as_ref();
-    hooks::run_all(
-        "prestart",
-        hooks.and_then(|h| h.prestart().as_ref()),
-        &hook_json,
-    )?;
-    hooks::run_all(
-        "createRuntime",
-        hooks.and_then(|h| h.create_runtime().as_ref()),
-        &hook_json,
-    )?;
+    trace::timed("prestart and createRuntime hooks", || {
+        hooks::run_all(
+            "prestart",
+            hooks.and_then(|h| h.prestart().as_ref()),
+            &hook_json,
+        )?;
+        hooks::run_all(
+            "createRuntime",
+            hooks.and_then(|h| h.create_runtime().as_ref()),
+            &hook_json,
+        )
+    })?;
     channel.send(&Message::HooksDone)?;
-    wait_until_ready(&channel, &bundle, init, &state)?;
+    trace::timed("wait for the init: ready", || {
+        wait_until_ready(&channel, &bundle, init, &state)
+    })?;
 
     if let (Some(socket), Some((_, pidfd))) = (&pidfd_socket, &rollback.init) {
         socket.send(pidfd.as_fd(), PidfdOf::Init)?;
@@ -216,7 +241,7 @@ pub fn create(
     }
     state.phase = Phase::Created;
     state.creator = None;
-    state.save(&dir)?;
+    trace::timed("state.json: created", || state.save(&dir))?;
 
     rollback.disarm();
     Ok(Created {
@@ -231,6 +256,7 @@ fn wait_until_ready(channel: &Channel, bundle: &Bundle, init: Pid, state: &State
     loop {
         match channel.recv_with_fd()? {
             Some((Message::Ready, _)) => return Ok(()),
+            Some((Message::Trace(records), _)) => trace::absorb(records),
             Some((Message::SeccompNotify, fd)) => seccomp::forward_notify_fd(
                 channel,
                 fd,

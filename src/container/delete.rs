@@ -10,10 +10,10 @@ use nix::sys::signal::Signal;
 use super::state::{StateRoot, Status};
 use super::{Container, NotFound, thaw_after_sigkill, wait_until_killed};
 use crate::sys::SignalNumber;
-use crate::{hooks, sys};
+use crate::{hooks, sys, trace};
 
 pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
-    let container = match Container::load(root, id) {
+    let container = match trace::timed("load the container", || Container::load(root, id)) {
         Ok(container) => container,
         // containerd deletes with --force whatever it last knew of.
         Err(err) if force && err.is::<NotFound>() => return Ok(()),
@@ -30,7 +30,7 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<()> {
                 status.name()
             );
         }
-        stop(&container)?;
+        trace::timed("stop: SIGKILL, wait for the exit", || stop(&container))?;
     }
     destroy(container)
 }
@@ -62,6 +62,7 @@ fn stop(container: &Container) -> Result<()> {
 
 fn destroy(container: Container) -> Result<()> {
     if let Some(cgroup) = container.state.cgroup_manager()? {
+        let _span = trace::span("cgroup: kill what is left, remove");
         // Without a pid namespace of its own the container's processes do not
         // die with its init; its cgroup still holds every one of them.
         cgroup.kill_all(SignalNumber::KILL)?;
@@ -76,10 +77,13 @@ fn destroy(container: Container) -> Result<()> {
     }
     let hooks = container.state.config.hooks().as_ref();
     if let Some(poststop) = hooks.and_then(|h| h.poststop().as_ref()) {
+        let _span = trace::span("poststop hooks");
         let json = container.hook_state_json(Status::Stopped)?;
         hooks::run_all_warning_on_failure("poststop", Some(poststop), &json);
     }
-    remove_state_dir(&container.dir)
+    trace::timed("remove the state directory", || {
+        remove_state_dir(&container.dir)
+    })
 }
 
 fn remove_state_dir(dir: &std::path::Path) -> Result<()> {

@@ -26,6 +26,7 @@ use crate::process;
 use crate::seccomp::{self, PendingFilter};
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
+use crate::trace;
 
 pub struct ExecRequest {
     pub process: Process,
@@ -40,11 +41,15 @@ pub struct ExecRequest {
 
 /// Returns the exit code berth should exit with (0 when detached).
 pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
-    let mut target = ExecTarget::load(root, id, request.ignore_paused)?;
+    let mut target = trace::timed("load the container", || {
+        ExecTarget::load(root, id, request.ignore_paused)
+    })?;
     // Exec'd processes get the container's filter, as with runc.
-    let filter = (target.seccomp.as_ref())
-        .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
-        .transpose()?;
+    let filter = trace::timed("seccomp: compile (or load from the cache)", || {
+        (target.seccomp.as_ref())
+            .map(|config| seccomp::compile_cached(config, &root.seccomp_cache_dir()))
+            .transpose()
+    })?;
     let mut filter = PendingFilter::new(filter, &request.process);
     let (console_for_child, console_receiver) = console_pair(&request)?;
     let pidfd_socket = (request.pidfd_socket.as_deref())
@@ -57,10 +62,13 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
 
     target.enter_namespaces_if_unprivileged()?;
     let pid_namespace = (target.pid_namespace).then(|| target.init_pidfd.as_fd());
-    let forked = namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), None)
-        .context("starting the exec process")?;
+    let forked = trace::timed("clone the process", || {
+        namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), None)
+            .context("starting the exec process")
+    })?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
+            trace::in_child("exec");
             drop((channel, pidfd_socket));
             let child = ExecChild {
                 target: &target,
@@ -76,7 +84,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     };
     drop((child_channel, console_for_child));
     if let Some(cgroup) = &target.cgroup {
-        cgroup.add_process(pid.as_raw())?;
+        trace::timed("cgroup: join (cgroup.procs)", || {
+            cgroup.add_process(pid.as_raw())
+        })?;
     }
     if let Some(group) = &target.intel_rdt {
         group.add_process(pid.as_raw())?;
@@ -85,7 +95,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
     })?;
-    wait_for_execve(&channel, &target, pid)?;
+    trace::timed("wait for the process: setup, execve", || {
+        wait_for_execve(&channel, &target, pid)
+    })?;
     if let Some(socket) = &pidfd_socket {
         socket.send(pidfd.as_fd(), PidfdOf::Exec)?;
     }
@@ -186,6 +198,7 @@ fn wait_for_execve(channel: &Channel, target: &ExecTarget, pid: Pid) -> Result<(
     loop {
         match channel.recv_with_fd()? {
             None => return Ok(()),
+            Some((Message::Trace(records), _)) => trace::absorb(records),
             Some((Message::SeccompNotify, fd)) => seccomp::forward_notify_fd(
                 channel,
                 fd,
@@ -241,7 +254,8 @@ impl ExecChild<'_> {
         sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
         sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
         sys::reset_signals().context("resetting signal handlers")?;
-        self.channel.expect_go()?;
+        trace::timed("wait for Go (cgroup join)", || self.channel.expect_go())?;
+        let entering = trace::span("enter the namespaces");
         // A pidfd with no namespace flags is EINVAL: a container may have none but pid.
         if !self.target.namespaces.is_empty() {
             setns(self.target.init_pidfd.as_fd(), self.target.namespaces)
@@ -251,17 +265,25 @@ impl ExecChild<'_> {
             nix::unistd::fchdir(root.as_fd()).context("chdir into the container's root")?;
             nix::unistd::chroot(".").context("chroot into the container's root")?;
         }
+        drop(entering);
         let process = &self.request.process;
         if let Some(socket) = self.console {
+            let _span = trace::span("console");
             let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;
             process::console::attach_slave(pty)?;
         }
-        let prepared = process::prepare(process, None)?;
+        let prepared = trace::timed("process: limits, cwd, groups, program lookup", || {
+            process::prepare(process, None)
+        })?;
         if let Some(policy) = &self.target.memory_policy {
             policy.apply()?;
         }
         process::console::give_stdio_to(process.user().uid())?;
         process::mark_fds_cloexec(3 + self.request.preserve_fds)?;
+        // The rest runs with the seccomp filter, which may deny what sending needs.
+        if let Some(records) = trace::take() {
+            self.channel.send(&Message::Trace(records))?;
+        }
         filter.before_identity(self.channel)?;
         prepared.assume_identity()?;
         filter.after_identity(self.channel)?;

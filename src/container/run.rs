@@ -9,7 +9,7 @@ use super::create::{ConsoleTarget, CreateOptions, create};
 use super::foreground::{self, receive_pty_master};
 use super::state::StateRoot;
 use super::{delete, start};
-use crate::sys;
+use crate::{sys, trace};
 
 pub struct RunOptions {
     pub create: CreateOptions,
@@ -34,13 +34,13 @@ pub fn run(root: &StateRoot, options: &RunOptions) -> Result<i32> {
     if !options.detach && !options.no_subreaper {
         sys::set_child_subreaper()?;
     }
-    let created = create(root, &options.create, console)?;
+    let created = trace::timed("create", || create(root, &options.create, console))?;
     let pty = created
         .console_receiver
         .as_ref()
         .map(receive_pty_master)
         .transpose();
-    let started = pty.and_then(|pty| start(root, id).map(|()| pty));
+    let started = pty.and_then(|pty| trace::timed("start", || start(root, id)).map(|()| pty));
     let pty = match started {
         Ok(pty) => pty,
         Err(err) => {
@@ -52,9 +52,11 @@ pub fn run(root: &StateRoot, options: &RunOptions) -> Result<i32> {
         return Ok(0);
     };
     let _raw_terminal = pty.as_ref().map(|_| foreground::RawTerminal::enter());
-    let code = foreground::wait(created.init, signals, pty)?;
+    let code = trace::timed("the container runs", || {
+        foreground::wait(created.init, signals, pty)
+    })?;
     if !options.keep {
-        delete(root, id, true)?;
+        trace::timed("delete", || delete(root, id, true))?;
     }
     Ok(code)
 }

@@ -11,10 +11,11 @@ use super::create::socket_path;
 use super::notify;
 use super::state::{Phase, START_SOCKET, StateRoot, Status};
 use super::{Container, wait_until_killed};
-use crate::{hooks, sys};
+use crate::sync::{self, Message};
+use crate::{hooks, sys, trace};
 
 pub fn start(root: &StateRoot, id: &str) -> Result<()> {
-    let mut container = Container::load(root, id)?;
+    let mut container = trace::timed("load the container", || Container::load(root, id))?;
     let status = container.status();
     if !status.can_start() {
         // runc's words.
@@ -29,21 +30,30 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
     }
     let relay = notify::listen(&container.dir)?;
     let socket = socket_path(&container.dir, START_SOCKET)?;
-    let mut connection = UnixStream::connect(&socket.path)
-        .context("connecting to the container's init (did it die?)")?;
+    let mut connection = trace::timed("connect to the init", || {
+        UnixStream::connect(&socket.path)
+            .context("connecting to the container's init (did it die?)")
+    })?;
     // From here on the container counts as started, whatever happens next.
+    let saving = trace::span("state.json: started");
     std::fs::remove_file(container.dir.join(START_SOCKET)).context("removing the start socket")?;
     container.state.phase = Phase::Started;
     container.save()?;
+    drop(saving);
 
-    let mut failure = String::new();
-    connection
-        .read_to_string(&mut failure)
-        .context("waiting for the container's process to start")?;
-    if !failure.is_empty() {
-        bail!("{failure}");
+    let mut reply = String::new();
+    trace::timed("wait for the init: startContainer hooks, execve", || {
+        connection.read_to_string(&mut reply)
+    })
+    .context("waiting for the container's process to start")?;
+    for message in sync::read_lines(&reply) {
+        match message {
+            Message::Trace(records) => trace::absorb(records),
+            Message::Failed(reason) => bail!("{reason}"),
+            other => bail!("the container's init sent {other:?}"),
+        }
     }
-    run_poststart(&container)?;
+    trace::timed("poststart hooks", || run_poststart(&container))?;
     match (relay, container.state.init) {
         (Some(relay), Some(init)) => relay.relay_ready(init),
         _ => Ok(()),

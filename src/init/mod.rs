@@ -5,7 +5,6 @@
 //! clone3, so the runtime is single-threaded here by construction.
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -21,8 +20,8 @@ use crate::process::{self, Prepared};
 use crate::rootfs::{self, HostClones, RootfsOptions};
 use crate::seccomp::PendingFilter;
 use crate::spec::Bundle;
-use crate::sync::{Channel, Message};
-use crate::sys;
+use crate::sync::{self, Channel, Message};
+use crate::{sys, trace};
 
 pub struct InitArgs<'a> {
     pub id: &'a str,
@@ -52,6 +51,7 @@ pub struct InitArgs<'a> {
 /// Never returns: the init either execs the user's process or exits, and
 /// reports why on whichever channel its peer is listening to at that moment.
 pub fn run(mut args: InitArgs) -> ! {
+    trace::in_child("init");
     let connection = match set_up(&mut args) {
         Ok(()) => wait_for_start(&args),
         Err(err) => {
@@ -63,9 +63,9 @@ pub fn run(mut args: InitArgs) -> ! {
         Ok(connection) => connection,
         Err(_) => sys::exit_now(1),
     };
-    let Err(err) = start_user_process(args);
-    // `start` reads this until EOF; success is an EOF with nothing before it.
-    let _ = connection.write_all(format!("{err:#}").as_bytes());
+    let Err(err) = start_user_process(args, &mut connection);
+    // `start` reads this until EOF; success is an EOF with no `Failed` before it.
+    let _ = sync::write_line(&mut connection, &Message::Failed(format!("{err:#}")));
     sys::exit_now(1)
 }
 
@@ -74,15 +74,18 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     // A creator killed mid-create must not leave a half-made container.
     sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
     sys::reset_signals().context("resetting signal handlers")?;
-    let host_pid = args.channel.expect_go()?;
+    let host_pid = trace::timed("wait for Go (cgroup join, id maps)", || {
+        args.channel.expect_go()
+    })?;
     // Only now (CVE-2019-5736): /proc/<pid>/ of a non-dumpable process belongs to root, and a
     // rootless parent must write our uid_map and gid_map before Go. Until Go nothing of the
     // container runs that could reach us.
     sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
     args.hook_state["pid"] = host_pid.into();
-    args.namespaces.enter_in_child()?;
+    trace::timed("enter the namespaces", || args.namespaces.enter_in_child())?;
     set_host_and_domain_name(args)?;
     if !args.no_new_keyring {
+        let _span = trace::span("session keyring");
         crate::lsm::set_keyring_label(args.bundle.process())?;
         sys::join_session_keyring(&format!("_ses.{}", args.id))
             .context("joining a new session keyring")?;
@@ -98,33 +101,49 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         extra_mounts: args.extra_mounts.clone(),
         host_clones: std::mem::take(&mut args.host_clones),
     };
-    let prepared = rootfs::prepare(spec, options)?;
+    let prepared = trace::timed("rootfs: mounts and devices", || {
+        rootfs::prepare(spec, options)
+    })?;
     args.channel.send(&Message::RunHooks)?;
-    args.channel.expect(Message::HooksDone, "the runtime")?;
+    trace::timed("wait for the prestart and createRuntime hooks", || {
+        args.channel.expect(Message::HooksDone, "the runtime")
+    })?;
     // As runc: in the rootfs, with the container's mounts in place (hooks write `./lib/...`).
     nix::unistd::chdir(&args.bundle.rootfs).context("chdir into the rootfs")?;
     run_hooks(args, "createContainer", "creating")?;
-    let entered = prepared.enter()?;
+    let entered = trace::timed("rootfs: pivot_root", || prepared.enter())?;
     if let Some(socket) = &args.console_socket {
-        set_up_console(args.bundle, socket)?;
+        trace::timed("console", || set_up_console(args.bundle, socket))?;
     }
-    entered.finish(spec)?;
+    trace::timed("rootfs: read-only and masked paths, sysctl", || {
+        entered.finish(spec)
+    })?;
     // Resolves the program now, so that a missing one fails `create`, as with runc.
-    let prepared = process::prepare(
-        args.bundle.process(),
-        args.bundle.linux().personality().as_ref(),
-    )?;
+    let prepared = trace::timed("process: limits, cwd, groups, program lookup", || {
+        process::prepare(
+            args.bundle.process(),
+            args.bundle.linux().personality().as_ref(),
+        )
+    })?;
     if let Some(policy) = MemoryPolicy::of(args.bundle.linux())? {
         policy.apply()?;
     }
     process::console::give_stdio_to(args.bundle.process().user().uid())?;
     process::mark_fds_cloexec(3 + args.preserved_fds)?;
-    args.seccomp.before_identity(&args.channel)?;
-    prepared.assume_identity()?;
+    trace::timed(
+        "seccomp: load the filter (before the identity switch)",
+        || args.seccomp.before_identity(&args.channel),
+    )?;
+    trace::timed("process: user and capabilities", || {
+        prepared.assume_identity()
+    })?;
     args.seccomp.after_identity(&args.channel)?;
     args.prepared = Some(prepared);
     // Past this point the creator exits by design: its death must not kill us.
     sys::set_parent_death_signal(None).context("prctl(PR_SET_PDEATHSIG)")?;
+    if let Some(records) = trace::take() {
+        args.channel.send(&Message::Trace(records))?;
+    }
     args.channel.send(&Message::Ready)
 }
 
@@ -157,6 +176,7 @@ fn run_hooks(args: &InitArgs, kind: &str, status: &str) -> Result<()> {
     if list.is_none() {
         return Ok(());
     }
+    let _span = trace::span_with(|| format!("{kind} hooks"));
     let mut state = args.hook_state.clone();
     state["status"] = status.into();
     hooks::run_all(kind, list, &serde_json::to_vec(&state)?)
@@ -165,6 +185,7 @@ fn run_hooks(args: &InitArgs, kind: &str, status: &str) -> Result<()> {
 /// Blocks until `start` connects; the connection is close-on-exec, so `start`
 /// sees EOF exactly when execve succeeded.
 fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
+    let _span = trace::span("blocked until `start`");
     let (connection, _) = args
         .start_listener
         .accept()
@@ -172,9 +193,14 @@ fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
     Ok(connection)
 }
 
-fn start_user_process(mut args: InitArgs) -> Result<Infallible> {
+/// The last steps; the phases of the trace go to `start` before the seccomp filter (if not
+/// loaded yet) is, on `connection`.
+fn start_user_process(mut args: InitArgs, connection: &mut UnixStream) -> Result<Infallible> {
     run_hooks(&args, "startContainer", "created")?;
     process::set_final_cpu_affinity(args.bundle.process())?;
+    if let Some(records) = trace::take() {
+        sync::write_line(connection, &Message::Trace(records))?;
+    }
     args.seccomp.before_exec(&args.channel)?;
     let prepared = args.prepared.take().context("setup prepared no process")?;
     prepared.exec()

@@ -58,6 +58,8 @@ use propagation::RootPropagation;
 use resolve::{create_file_at, parent_in_root};
 use sys::MountAttr;
 
+use crate::trace;
+
 pub struct RootfsOptions<'a> {
     /// Absolute, canonical host path of the bundle's root.path.
     pub rootfs: &'a Path,
@@ -134,6 +136,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         } else {
             "runtime mount".into()
         };
+        let _span = trace::span_with(|| format!("mount {}", entry.destination().display()));
         let done = mount_entry(
             root.as_fd(),
             entry,
@@ -145,6 +148,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     }
 
     if !dev_is_bind_mounted(config_mounts) {
+        let _span = trace::span("devices");
         // Any user namespace but the host's, the container's own or the one berth was started
         // in (rootless podman's): only the host's root may mknod a device.
         let strategy = if crate::rootless::in_user_namespace() {
@@ -269,21 +273,25 @@ impl EnteredRootfs {
                 .context("root.readonly: remount / read-only")?;
         }
         // sysctls first: readonlyPaths usually includes /proc/sys.
-        sysctl::apply(spec)?;
+        trace::timed("sysctl", || sysctl::apply(spec))?;
         let linux = spec.linux().as_ref();
-        harden::make_readonly(
-            root.as_fd(),
-            linux
-                .and_then(|l| l.readonly_paths().as_deref())
-                .unwrap_or_default(),
-        )?;
-        harden::mask(
-            root.as_fd(),
-            linux
-                .and_then(|l| l.masked_paths().as_deref())
-                .unwrap_or_default(),
-            mount_label(spec),
-        )?;
+        trace::timed("readonlyPaths", || {
+            harden::make_readonly(
+                root.as_fd(),
+                linux
+                    .and_then(|l| l.readonly_paths().as_deref())
+                    .unwrap_or_default(),
+            )
+        })?;
+        trace::timed("maskedPaths", || {
+            harden::mask(
+                root.as_fd(),
+                linux
+                    .and_then(|l| l.masked_paths().as_deref())
+                    .unwrap_or_default(),
+                mount_label(spec),
+            )
+        })?;
         // Last: none of the mounts above may propagate, nor be refused by an unbindable root.
         self.propagation.finish(self.own_mount_namespace)
     }
