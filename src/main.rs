@@ -26,8 +26,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
-
 use cgroups::CgroupOptions;
 use cli::{Cli, Command, CreateArgs};
 use container::state::StateRoot;
@@ -36,7 +34,7 @@ use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
 fn main() {
     // One vDSO clock read: where the trace's timeline starts, should --debug turn it on.
     let started = trace::Instant::now();
-    let cli = Cli::parse_from(cli::normalize_args(std::env::args().collect()));
+    let cli = cli::parse(std::env::args().collect());
     if let Err(err) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!("berth: {err:#}");
         std::process::exit(1);

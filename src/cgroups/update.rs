@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use oci_spec::runtime::{LinuxBlockIo, LinuxMemory, LinuxPids, LinuxResources};
 
-/// The resource flags of `runc update`; flatten into the `update` subcommand.
+// The resource flags of `runc update`; flatten into the `update` subcommand. (Not a doc
+// comment: clap would make it the help text of `update`.)
 #[derive(Args, Debug, Default, Clone, PartialEq, Eq)]
 pub struct UpdateArgs {
     /// File with a LinuxResources JSON object to apply, or `-` for stdin.

@@ -4,11 +4,20 @@ mod normalize;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::logging::LogFormat;
 
-pub use normalize::normalize_args;
+/// Parses berth's command line (exits with clap's message on a usage error). Only the
+/// subcommand given is built: the others are a name and a line of help until asked for.
+pub fn parse(args: Vec<String>) -> Cli {
+    let mut command = Cli::command();
+    let args = normalize::normalize_args(&command, args);
+    let parsed = command
+        .try_get_matches_from_mut(args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches));
+    parsed.unwrap_or_else(|err| err.format(&mut command).exit())
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +54,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 pub enum Command {
     /// Write a default config.json into the bundle
     Spec {
@@ -191,4 +201,28 @@ pub struct ExecArgs {
     /// command's positional arguments come last.
     #[command(flatten)]
     pub process: crate::process::ExecOptions,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Subcommands are built only when used (`defer`): once built, each must keep the help
+    /// line `berth --help` lists for it, which a doc comment on a flattened struct would
+    /// replace.
+    #[test]
+    fn a_built_subcommand_keeps_its_help_line() {
+        let listed = Cli::command();
+        let mut built = Cli::command();
+        built.build();
+        for subcommand in listed.get_subcommands() {
+            let name = subcommand.get_name();
+            let about = |command: &clap::Command| command.get_about().map(|a| a.to_string());
+            assert_eq!(
+                about(built.find_subcommand(name).unwrap()),
+                about(subcommand),
+                "`berth {name} --help`"
+            );
+        }
+    }
 }

@@ -2,43 +2,61 @@
 //! flag package allows. Rewrite those to `--` before clap sees them, but only
 //! up to the container id: what follows it (an exec'd command line) is the
 //! user's and must pass untouched.
+//!
+//! Most command lines have no single-dash word and pass as they are. The others need
+//! to know which flags take a value (so that a flag's value is not taken for the
+//! container id): the global flags and those of the subcommand given, which alone is
+//! built for that.
 
 use std::collections::HashMap;
 
-use clap::CommandFactory;
-
-use super::Cli;
+use clap::Command;
 
 /// Long flag name → whether it takes a value; likewise for short flags.
+#[derive(Default)]
 struct FlagTable {
     long: HashMap<String, bool>,
     short: HashMap<char, bool>,
 }
 
 impl FlagTable {
-    fn of_cli() -> FlagTable {
-        let mut table = FlagTable {
-            long: HashMap::new(),
-            short: HashMap::new(),
-        };
-        let command = Cli::command();
-        for cmd in std::iter::once(&command).chain(command.get_subcommands()) {
-            for arg in cmd.get_arguments() {
-                let takes_value = arg.get_action().takes_values();
-                if let Some(long) = arg.get_long() {
-                    table.long.insert(long.to_string(), takes_value);
-                }
-                if let Some(short) = arg.get_short() {
-                    table.short.insert(short, takes_value);
-                }
+    fn add_flags_of(&mut self, command: &Command) {
+        for arg in command.get_arguments() {
+            let takes_value = arg.get_action().takes_values();
+            if let Some(long) = arg.get_long() {
+                self.long.insert(long.to_string(), takes_value);
+            }
+            if let Some(short) = arg.get_short() {
+                self.short.insert(short, takes_value);
             }
         }
-        table
+    }
+
+    /// The flags of `berth`'s subcommand `name`; its definition is built on a copy (clap
+    /// builds the one it parses with itself).
+    fn add_subcommand(&mut self, berth: &Command, name: &str) {
+        if let Some(subcommand) = berth.find_subcommand(name) {
+            let mut subcommand = subcommand.clone();
+            subcommand.build();
+            self.add_flags_of(&subcommand);
+        }
     }
 }
 
-pub fn normalize_args(args: Vec<String>) -> Vec<String> {
-    let table = FlagTable::of_cli();
+/// A word Go's flag package may have meant as a long flag: one dash, then more than one
+/// character.
+fn is_single_dash_word(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|rest| !rest.starts_with('-') && rest.chars().nth(1).is_some())
+}
+
+/// `berth` is the command (subcommands unbuilt) the result will be parsed with.
+pub fn normalize_args(berth: &Command, args: Vec<String>) -> Vec<String> {
+    if !args.iter().skip(1).any(|arg| is_single_dash_word(arg)) {
+        return args;
+    }
+    let mut table = FlagTable::default();
+    table.add_flags_of(berth);
     let mut out = Vec::with_capacity(args.len());
     let mut rest = args.into_iter();
     out.extend(rest.next()); // argv[0]
@@ -52,10 +70,14 @@ pub fn normalize_args(args: Vec<String>) -> Vec<String> {
         }
         let (normalized, value_follows) = classify(&table, arg);
         let is_positional = !normalized.starts_with('-') || normalized == "-";
-        out.push(normalized);
         if is_positional {
+            if positionals == 0 {
+                table.add_subcommand(berth, &normalized);
+            }
             positionals += 1;
-        } else if value_follows {
+        }
+        out.push(normalized);
+        if value_follows {
             out.extend(rest.next());
         }
     }
@@ -88,7 +110,8 @@ mod tests {
     use super::*;
 
     fn normalize(line: &str) -> String {
-        normalize_args(line.split(' ').map(String::from).collect()).join(" ")
+        let berth = <crate::cli::Cli as clap::CommandFactory>::command();
+        normalize_args(&berth, line.split(' ').map(String::from).collect()).join(" ")
     }
 
     #[test]
@@ -96,6 +119,14 @@ mod tests {
         assert_eq!(
             normalize("berth -root /r run -no-subreaper -bundle=/b id"),
             "berth --root /r run --no-subreaper --bundle=/b id"
+        );
+    }
+
+    #[test]
+    fn a_line_without_single_dash_words_passes_as_it_is() {
+        assert_eq!(
+            normalize("berth --root /r exec -t id sh -c true"),
+            "berth --root /r exec -t id sh -c true"
         );
     }
 

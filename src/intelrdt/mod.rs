@@ -220,7 +220,8 @@ pub fn plan(linux: &Linux, id: &str) -> Result<Option<RdtGroup>> {
     config.plan(&resctrl, id).map(Some)
 }
 
-/// `update`'s Intel RDT flags (runc's).
+// `update`'s Intel RDT flags (runc's). (Not a doc comment: clap would make it the help text
+// of `update`.)
 #[derive(clap::Args, Debug, Default)]
 pub struct RdtUpdateArgs {
     /// The L3 cache schema of the container's resctrl group, e.g. L3:0=ff;1=f0

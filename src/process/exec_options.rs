@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
-/// runc's process flags of `exec`. The command puts the container id before these (the
-/// positional ARGS come last) and owns --console-socket, --detach, --pid-file, --preserve-fds.
+// runc's process flags of `exec`. The command puts the container id before these (the
+// positional ARGS come last) and owns --console-socket, --detach, --pid-file, --preserve-fds.
+// (Not a doc comment: clap would make it the help text of `exec`.)
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ExecOptions {
     /// path to a process.json (an OCI `process` object); the other process flags are ignored
