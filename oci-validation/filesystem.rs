@@ -339,6 +339,23 @@ fn device_kinds() -> [(&'static str, &'static str); 3] {
     [("block", "b 0 0"), ("char", "c 0 0"), ("fifo", "p")]
 }
 
+/// A container running `args` with the device node `/protected-device` (`node`: mknod's type
+/// and numbers) listed in `linux.<field>`.
+fn protected_device(field: &str, node: &str, args: &[&str]) -> Container {
+    let mut c = suite::container();
+    suite::edit(&mut c, |config| {
+        config["linux"][field] = json!(["/protected-device"]);
+    });
+    c.configure(|spec| set_args(spec, args));
+    // The node must exist before create: make it with the host's mknod.
+    let node_path = c.bundle.join("rootfs/protected-device");
+    let mut words = node.split(' ');
+    let mut mknod = std::process::Command::new("mknod");
+    mknod.arg(&node_path).arg(words.next().unwrap()).args(words);
+    assert!(mknod.status().unwrap().success(), "mknod {node}");
+    c
+}
+
 /// runtime-tools `linux_masked_paths`: masked files, directories and device nodes cannot be
 /// read; a relative path is an error; a symlink is not followed out of the rootfs. Also the
 /// masked paths of runc's default config.
@@ -364,20 +381,8 @@ fn linux_masked_paths() {
     check_relative_and_symlink("maskedPaths", &mut checks);
 
     for (kind, node) in device_kinds() {
-        let mut c = suite::container();
-        suite::edit(&mut c, |config| {
-            config["linux"]["maskedPaths"] = json!(["/protected-device"])
-        });
-        c.configure(|spec| {
-            set_args(spec, &["/oci-check", "readable", "/protected-device"]);
-        });
-        // The node must exist before create: make it with the host's mknod.
-        let node_path = c.bundle.join("rootfs/protected-device");
-        let mut words = node.split(' ');
-        let mut mknod = std::process::Command::new("mknod");
-        mknod.arg(&node_path).arg(words.next().unwrap()).args(words);
-        assert!(mknod.status().unwrap().success(), "mknod {node}");
-        let out = c.run();
+        let args = ["/oci-check", "readable", "/protected-device"];
+        let out = protected_device("maskedPaths", node, &args).run();
         checks.succeeds(&format!("masking a {kind} device"), &out);
         checks.equal(&format!("{kind} device readable"), out.stdout.trim(), "no");
     }
@@ -422,17 +427,8 @@ fn linux_readonly_paths() {
     check_relative_and_symlink("readonlyPaths", &mut checks);
 
     for (kind, node) in device_kinds() {
-        let mut c = suite::container();
-        suite::edit(&mut c, |config| {
-            config["linux"]["readonlyPaths"] = json!(["/protected-device"]);
-        });
-        c.configure(|spec| set_args(spec, &["cat", "/proc/self/mountinfo"]));
-        let node_path = c.bundle.join("rootfs/protected-device");
-        let mut words = node.split(' ');
-        let mut mknod = std::process::Command::new("mknod");
-        mknod.arg(&node_path).arg(words.next().unwrap()).args(words);
-        assert!(mknod.status().unwrap().success(), "mknod {node}");
-        let out = c.run();
+        let args = ["cat", "/proc/self/mountinfo"];
+        let out = protected_device("readonlyPaths", node, &args).run();
         checks.succeeds(&format!("a read-only {kind} device"), &out);
         let mounts = parse_mountinfo(&out.stdout);
         let entry = mount_at(&mounts, "/protected-device");
