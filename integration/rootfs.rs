@@ -4,11 +4,11 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::{Container, Output, mounts_under, set_args};
+use crate::common::{Container, Output, cgroup_hierarchies, mounts_under, set_args};
 
 /// Runs `sh -c script` in a default container whose config.json was then edited by `edit`.
 fn run_script(c: &mut Container, script: &str, edit: impl FnOnce(&mut Value)) -> Output {
@@ -89,6 +89,68 @@ fn default_mounts_devices_and_links() {
         );
     }
     assert!(out.contains("root-readonly"), "{out}");
+}
+
+/// On a cgroup v1 host the `cgroup` mount is a tmpfs holding a bind of each hierarchy. As in
+/// runc, the mount's `ro` goes to the hierarchies only: the tmpfs (source `tmpfs`) stays
+/// writable, for a systemd inside that makes its own directories there (`podman --systemd`),
+/// and the hierarchies come in the host's order.
+#[test]
+fn cgroup_v1_tmpfs_is_writable_its_hierarchies_read_only() {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        eprintln!("skip: a cgroup v2 host mounts cgroup2 itself, no tmpfs");
+        return;
+    }
+    let mut c = Container::new();
+    let script = "grep ' /sys/fs/cgroup' /proc/self/mountinfo
+         mkdir /sys/fs/cgroup/unified && echo tmpfs-writable";
+    // As podman gives it: runc 1.1 leaves the tmpfs mode 555 (the sysfs directory's).
+    let out = run_script(&mut c, script, |config| {
+        for set in ["bounding", "effective", "permitted"] {
+            let caps = config["process"]["capabilities"][set].as_array_mut();
+            caps.expect("default capabilities")
+                .push("CAP_DAC_OVERRIDE".into());
+        }
+    })
+    .success()
+    .stdout;
+    // mountinfo: ... mount-point per-mount-options [optional fields] - fstype source super-options
+    let mounts: Vec<(&str, &str, &str, &str)> = out
+        .lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            let mut mount = mount.split(' ').skip(4);
+            let mut fs = fs.split(' ');
+            Some((mount.next()?, mount.next()?, fs.next()?, fs.next()?))
+        })
+        .collect();
+    let (_, options, fstype, source) = mounts
+        .iter()
+        .find(|m| m.0 == "/sys/fs/cgroup")
+        .unwrap_or_else(|| panic!("/sys/fs/cgroup is not mounted:\n{out}"));
+    assert_eq!((*fstype, *source), ("tmpfs", "tmpfs"), "{out}");
+    assert!(
+        has_all(options, &["rw", "nosuid", "nodev", "noexec"]),
+        "{out}"
+    );
+    assert!(out.contains("tmpfs-writable"), "{out}");
+    let hierarchies: Vec<&str> = mounts
+        .iter()
+        .filter(|m| m.2 == "cgroup")
+        .map(|m| {
+            assert!(has_all(m.1, &["ro"]), "{} is writable:\n{out}", m.0);
+            m.0
+        })
+        .collect();
+    let host: Vec<PathBuf> = cgroup_hierarchies()
+        .into_iter()
+        .filter(|h| h.parent() == Some(Path::new("/sys/fs/cgroup")) && !h.ends_with("unified"))
+        .collect();
+    assert_eq!(
+        hierarchies,
+        host.iter().map(|h| h.to_str().unwrap()).collect::<Vec<_>>(),
+        "the hierarchies in the host's order:\n{out}"
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Mounts of type `cgroup`. On a cgroup2 host this is a plain cgroup2 mount. On a v1 (or
 //! hybrid) host, like runc, the destination gets a tmpfs holding one bind mount per v1
-//! hierarchy, each showing the container's own cgroup directory of that hierarchy.
+//! hierarchy, each showing the container's own cgroup directory of that hierarchy. The entry's
+//! options (`ro`) are the hierarchies'; the tmpfs stays writable, as in runc, so that a
+//! systemd inside can add its own directories (`podman --systemd`).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use super::devices::create_link;
 use super::mount::{apply_propagation, attach, new_filesystem};
 use super::options::MountPlan;
 use super::resolve::{Kind, ensure_in_root};
-use super::sys::{self, MountAttr};
+use super::sys;
 use crate::lsm::selinux;
 
 /// Mount a `cgroup` entry at its destination inside `root`; the v1 tmpfs gets `mount_label`.
@@ -44,9 +46,8 @@ pub fn mount_cgroup(
         ),
         ..Default::default()
     };
-    // The tmpfs stays writable until the hierarchy directories exist.
     tmpfs_plan.attr.set &= !libc::MOUNT_ATTR_RDONLY;
-    let tmpfs = new_filesystem("tmpfs", Path::new("cgroup"), &tmpfs_plan)?;
+    let tmpfs = new_filesystem("tmpfs", Path::new("tmpfs"), &tmpfs_plan)?;
     let target = ensure_in_root(root, dest, Kind::Dir, true)?;
     attach(root, &tmpfs, &target, dest)?;
 
@@ -60,14 +61,6 @@ pub fn mount_cgroup(
                 create_link(root, &name, &dest.join(part).to_string_lossy())?;
             }
         }
-    }
-    if plan.attr.set & libc::MOUNT_ATTR_RDONLY != 0 {
-        let ro = MountAttr {
-            set: libc::MOUNT_ATTR_RDONLY,
-            ..Default::default()
-        };
-        sys::mount_setattr_fd(tmpfs.as_fd(), false, ro)
-            .context("make the cgroup tmpfs read-only")?;
     }
     apply_propagation(tmpfs.as_fd(), plan)
 }
@@ -96,19 +89,22 @@ fn bind_hierarchy(
     attach(root, &clone, &target, dest)
 }
 
-/// For every v1 hierarchy this process belongs to: the hierarchy's directory name under
-/// /sys/fs/cgroup and the host path of this process's cgroup in it.
+/// For every v1 hierarchy this process belongs to, in the order of the host's mounts (as runc):
+/// the hierarchy's directory name under /sys/fs/cgroup and the host path of this process's
+/// cgroup in it.
 fn own_v1_cgroups() -> Result<Vec<(String, PathBuf)>> {
     let me = Process::myself().context("open /proc/self")?;
     let mounts = me.mountinfo().context("read /proc/self/mountinfo")?;
     let cgroups = me.cgroups().context("read /proc/self/cgroup")?;
     let mut found: Vec<(String, PathBuf)> = Vec::new();
-    for cg in cgroups.0.iter().filter(|cg| !cg.controllers.is_empty()) {
-        let Some(mi) = mounts
-            .0
-            .iter()
-            .find(|mi| mi.fs_type == "cgroup" && has_controllers(mi, &cg.controllers))
-        else {
+    // A hierarchy mounted more than once is bound from its first mount only.
+    let mut bound = Vec::new();
+    for mi in mounts.0.iter().filter(|mi| mi.fs_type == "cgroup") {
+        let Some(cg) = cgroups.0.iter().find(|cg| {
+            !cg.controllers.is_empty()
+                && !bound.contains(&cg.hierarchy)
+                && has_controllers(mi, &cg.controllers)
+        }) else {
             continue;
         };
         let Some(name) = mi.mount_point.file_name().and_then(|n| n.to_str()) else {
@@ -119,6 +115,7 @@ fn own_v1_cgroups() -> Result<Vec<(String, PathBuf)>> {
             .unwrap_or(Path::new(&cg.pathname));
         let relative = relative.strip_prefix("/").unwrap_or(relative);
         if !found.iter().any(|(n, _)| n == name) {
+            bound.push(cg.hierarchy);
             found.push((name.to_owned(), mi.mount_point.join(relative)));
         }
     }

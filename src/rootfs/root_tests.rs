@@ -406,9 +406,11 @@ fn full_lifecycle(base: &Path) -> Result<()> {
         "/mnt/maskdir not masked"
     );
     has_options("/mnt/maskdir", &["ro"])?;
-    if Path::new("/sys/fs/cgroup/memory").exists()
-        || Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
-    {
+    if Path::new("/sys/fs/cgroup/memory").exists() {
+        // v1: the hierarchies take the entry's ro, their tmpfs stays writable (as in runc).
+        has_options("/sys/fs/cgroup/memory", &["ro"])?;
+        has_options("/sys/fs/cgroup", &["rw"])?;
+    } else if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         has_options("/sys/fs/cgroup", &["ro"])?;
     } else {
         anyhow::bail!("/sys/fs/cgroup shows no cgroup hierarchy");
