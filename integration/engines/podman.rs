@@ -240,11 +240,14 @@ pub mod own {
     }
 
     /// `--systemd=always` prepares the container for systemd as init: tmpfs on /run and /tmp,
-    /// the systemd cgroup writable, `container=podman`, and SIGRTMIN+3 to stop it.
+    /// the systemd cgroup writable, `container=podman`, and SIGRTMIN+3 to stop it. On cgroup v1
+    /// the tmpfs at /sys/fs/cgroup is writable (podman asks for it `ro`, which runc gives the
+    /// hierarchies only): systemd makes its own directories there.
     pub fn systemd_mode(s: &Session) {
         let name = s.sleeper(&["--systemd", "always"]);
         assert_eq!(s.inspect(&name, "{{.Config.StopSignal}}"), "37");
-        let script = "grep -E ' (/run|/tmp|/sys/fs/cgroup/systemd) ' /proc/mounts; echo $container";
+        let script = "grep -E ' (/run|/tmp|/sys/fs/cgroup|/sys/fs/cgroup/systemd) ' /proc/mounts
+            echo $container";
         let out = s.exec(&[], &name, &["sh", "-c", script]).success();
         let mounts: Vec<(&str, &str, bool)> = out
             .stdout
@@ -259,6 +262,9 @@ pub mod own {
         if cgroup::is_v1("memory") {
             let systemd = ("/sys/fs/cgroup/systemd", "cgroup", true);
             assert!(mounts.contains(&systemd), "{out}");
+            assert!(mounts.contains(&("/sys/fs/cgroup", "tmpfs", true)), "{out}");
+            let mkdir = ["mkdir", "/sys/fs/cgroup/unified"];
+            s.exec(&[], &name, &mkdir).success();
         }
         assert!(out.stdout.ends_with("podman\n"), "{out}");
     }
