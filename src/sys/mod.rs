@@ -213,6 +213,25 @@ pub fn spawn_with_fork(command: &mut std::process::Command) {
     }
 }
 
+/// What Rust's runtime does before `main` that berth relies on (berth has its own entry point,
+/// see main.rs): stdio fds that are closed are opened on /dev/null, so that no file berth opens
+/// takes their place; and SIGPIPE is ignored, so that a reader that went away is an EPIPE
+/// error, not death.
+pub fn prepare_process() {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the fd's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // The lowest free fd: this one, as the lower ones are open.
+            // SAFETY: the path is a valid NUL-terminated string.
+            if unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) } != fd {
+                std::process::abort();
+            }
+        }
+    }
+    // SAFETY: SIG_IGN runs no code of ours in signal context.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
 /// Ends the calling process at once: no atexit handlers, no stdio flushing of
 /// buffers the parent also owns. The right exit for a forked child.
 pub fn exit_now(code: i32) -> ! {
