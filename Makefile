@@ -15,7 +15,7 @@ BERTH_BIN ?= $(CURDIR)/target/release/berth
 # Tests mostly wait on child processes, so more threads than cores is fine.
 TEST_THREADS ?= 4
 
-.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm demo install bench lint require-root
+.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm demo install bench bench-vm bench-scale lint require-root
 
 help:
 	@echo "make build             cargo build --release"
@@ -27,7 +27,9 @@ help:
 	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
 	@echo "make demo              build, then run a real container with berth"
 	@echo "make install           install berth to $(PREFIX)/sbin"
-	@echo "make bench             berth vs runc vs crun, side by side (root)"
+	@echo "make bench             berth vs runc vs crun, side by side, + chart (root)"
+	@echo "make bench-vm          the same in the cgroup v2 VM (tools/vm)"
+	@echo "make bench-scale       500 berth containers at once: create, list, state"
 	@echo "make lint              cargo fmt --check and clippy -D warnings"
 
 build:
@@ -77,8 +79,19 @@ demo: build rootfs
 install: build
 	install -D -m 0755 target/release/berth $(DESTDIR)$(PREFIX)/sbin/berth
 
+# bench/chart-v1.svg and bench/chart-v2.svg, which the README shows, are copies of the charts
+# these write to build/.
 bench: require-root build rootfs
-	BERTH_BIN=$(BERTH_BIN) bench/run
+	BERTH_BIN=$(BERTH_BIN) bench/run --svg build/bench-v1.svg --title "cgroup v1 host ($$(uname -r))"
+
+# The same in the cgroup v2 VM of tools/vm (TCG: absolute times mean little there, ratios hold).
+bench-vm: require-root build rootfs
+	tools/vm/run-in-vm --timeout 3600 --env BERTH_BIN=$(BERTH_BIN) -- \
+		bench/run --rounds 5 --svg build/bench-v2.svg --title "cgroup v2 VM (QEMU TCG)"
+
+# 500 containers running at once: create, list and state as their number grows.
+bench-scale: require-root build rootfs
+	BERTH_BIN=$(BERTH_BIN) bench/run scale
 
 lint:
 	$(CARGO) fmt --check

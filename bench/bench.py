@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of OCI runtimes on one bundle (berth, runc, crun by default).
+"""Side-by-side benchmark of OCI runtimes on one bundle (crun, runc, berth by default).
 
 Measured, interleaved round by round (runtime order shuffled each round) so that machine noise
 hits every runtime alike:
-  run+delete   `run` of /bin/true, then `delete --force` (ms per pair)
+  run+delete   N x (`run` of /bin/true, then `delete --force`) (ms for all N)
   + seccomp    the same with a seccomp profile shaped like Docker's default (deny, three
-               architectures, ~360 syscalls allowed by name); the row below it is the difference
-  churn        20 lifecycles of create, start, wait for exit, delete (ms for all 20)
+               architectures, ~360 syscalls allowed by name)
+  churn        N lifecycles of create, start, wait for exit, delete (ms for all N)
   exec         `exec ID /bin/true` into a running container (ms)
   state        `state ID` of a running container (ms)
   peak RSS     the largest max-RSS of `run` (GNU time's %M, in MiB; see measure_rss)
+The floor: `unshare` of the same namespaces + `chroot` into the rootfs + /bin/true, N times
+(no cgroup, no mounts: what any runtime must at least pay for run+delete), and its peak RSS.
 
-Medians over rounds; ratios are runtime / berth (below 1 means faster than berth).
-Run it through bench/run, which provides the private mount namespace crun needs on this host.
+Each cell is the median over rounds; each ratio is the median of the per-round ratios against
+the baseline (crun), so that a slow round weighs on every runtime alike. --svg draws the ratios.
+Run it through bench/run, which provides the private mount namespace crun needs on a hybrid host.
 Needs root. Python 3 standard library only.
 """
 
@@ -113,10 +116,35 @@ def make_bundle(workdir, rootfs, name, args, seccomp=None):
     return bundle
 
 
-def run_and_delete(rt, bundle, cid, metric="run+delete"):
-    run = rt.must("run", "--bundle", bundle, cid)
-    delete = rt.must("delete", "--force", cid)
-    rt.record(metric, run + delete)
+def run_and_delete(rt, bundle, prefix, pairs, metric="run+delete"):
+    total = 0.0
+    for n in range(pairs):
+        cid = f"{prefix}-{n}"
+        total += rt.must("run", "--bundle", bundle, cid)
+        total += rt.must("delete", "--force", cid)
+    rt.record(metric, total)
+
+
+class Floor:
+    """`unshare` + `chroot` + /bin/true: the namespaces, the root switch and an exec, nothing else."""
+
+    name = "floor"
+
+    def __init__(self, rootfs, workdir):
+        self.argv = ["unshare", "--pid", "--net", "--ipc", "--uts", "--mount", "--fork",
+                     "chroot", rootfs, "/bin/true"]
+        self.rss_file = os.path.join(workdir, "floor.rss")
+        self.peak_rss_kib = 0
+        self.samples = {}
+
+    def run(self, pairs):
+        start = time.perf_counter()
+        for _ in range(pairs):
+            subprocess.run(self.argv, check=True)
+        self.samples.setdefault("run+delete", []).append(time.perf_counter() - start)
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", self.rss_file, *self.argv], check=True)
+        with open(self.rss_file) as f:
+            self.peak_rss_kib = max(self.peak_rss_kib, int(f.read().split()[-1]))
 
 
 def read_pid(path):
@@ -145,57 +173,114 @@ def churn(rt, bundle, prefix, lifecycles):
 
 def exec_and_state(rt, bundle, cid, repeats):
     rt.must("run", "--detach", "--bundle", bundle, cid)
-    for _ in range(repeats):
-        rt.record("exec", rt.must("exec", cid, "/bin/true"))
-    for _ in range(repeats):
-        rt.record("state", rt.must("state", cid))
+    rt.record("exec", statistics.median(rt.must("exec", cid, "/bin/true") for _ in range(repeats)))
+    rt.record("state", statistics.median(rt.must("state", cid) for _ in range(repeats)))
     rt.must("delete", "--force", cid)
 
 
-def table(runtimes, lifecycles):
-    base = runtimes[0]
-    rows = [
-        ("run+delete (ms)", "run+delete", 1000),
-        (f"churn x{lifecycles} (ms)", "churn", 1000),
-        ("exec (ms)", "exec", 1000),
-        ("state (ms)", "state", 1000),
-    ]
-    header = ["metric"] + [rt.name for rt in runtimes] + [f"{rt.name}/{base.name}" for rt in runtimes[1:]]
-    lines = [header]
-    def add(label, medians, ratios=True):
-        shown = [f"{m / medians[0]:.2f}x" if ratios else "" for m in medians[1:]]
-        lines.append([label] + [f"{m:.2f}" for m in medians] + shown)
+ROWS = [
+    # (label, metric); the label's N is --lifecycles.
+    ("{n} x run+delete (ms)", "run+delete"),
+    ("  with seccomp (ms)", "run+delete seccomp"),
+    ("{n} x create/start/wait/delete (ms)", "churn"),
+    ("exec /bin/true (ms)", "exec"),
+    ("state (ms)", "state"),
+]
 
-    for label, metric, scale in rows:
-        medians = [statistics.median(rt.samples[metric]) * scale for rt in runtimes]
-        add(label, medians)
-        if metric == "run+delete":
-            with_seccomp = [statistics.median(rt.samples["run+delete seccomp"]) * scale for rt in runtimes]
-            add("  + seccomp (ms)", with_seccomp)
-            # A difference of two medians: a ratio of it means nothing.
-            add("  seccomp cost (ms)", [s - m for s, m in zip(with_seccomp, medians)], ratios=False)
-    rss = [rt.peak_rss_kib / 1024 for rt in runtimes]
-    lines.append(["peak RSS (MiB)"] + [f"{r:.1f}" for r in rss] + [f"{r / rss[0]:.2f}x" for r in rss[1:]])
+
+def ratio(rt, base, metric):
+    """The median of the per-round ratios of rt to base (rounds are interleaved)."""
+    if metric not in rt.samples:
+        return None
+    return statistics.median(a / b for a, b in zip(rt.samples[metric], base.samples[metric]))
+
+
+def results(runtimes, floor, base):
+    """[(label, [(name, value, ratio to base)])]; value None where a column has no such row."""
+    columns = runtimes + [floor]
+    rows = []
+    for label, metric in ROWS:
+        cells = []
+        for rt in columns:
+            samples = rt.samples.get(metric)
+            value = statistics.median(samples) * 1000 if samples else None
+            cells.append((rt.name, value, ratio(rt, base, metric)))
+        rows.append((label, cells))
+    base_rss = base.peak_rss_kib / 1024
+    rows.append(("peak RSS of run (MiB)",
+                 [(rt.name, rt.peak_rss_kib / 1024, rt.peak_rss_kib / 1024 / base_rss) for rt in columns]))
+    return rows
+
+
+def print_table(rows, base, lifecycles):
+    names = [name for name, _, _ in rows[0][1]]
+    header = ["", *[f"{name}" for name in names]]
+    lines = [header]
+    for label, cells in rows:
+        shown = []
+        for name, value, r in cells:
+            if value is None:
+                shown.append("-")
+            elif name == base.name:
+                shown.append(f"{value:.2f}")
+            else:
+                shown.append(f"{value:.2f} (x{r:.2f})")
+        lines.append([label.format(n=lifecycles), *shown])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    print(f"ratios: median of per-round ratios against {base.name}")
     for row in lines:
         print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+
+
+def svg_chart(rows, base, lifecycles, title):
+    """Horizontal bars: each runtime's ratio against the baseline, per row; a line at 1."""
+    colors = {"runc": "#9e9e9e", "berth": "#1565c0", "floor": "#c8e6c9"}
+    others = [name for name, _, _ in rows[0][1] if name != base.name]
+    bar, gap, label_w, plot_w, top = 14, 12, 250, 420, 50
+    scale = plot_w / max(3.0, max(r for _, cells in rows for n, v, r in cells if r and n != base.name))
+    height = top + len(rows) * (len(others) * bar + gap) + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 80}" height="{height}" '
+           'font-family="sans-serif" font-size="12">',
+           f'<rect width="100%" height="100%" fill="white"/>',
+           f'<text x="10" y="20" font-size="14" font-weight="bold">{title}</text>',
+           f'<text x="10" y="38">time or memory relative to {base.name} (= 1; shorter is better)</text>']
+    y = top
+    for label, cells in rows:
+        out.append(f'<text x="10" y="{y + len(others) * bar / 2 + 4}">{label.format(n=lifecycles)}</text>')
+        for name, value, r in cells:
+            if name == base.name:
+                continue
+            if r is not None:
+                w = r * scale
+                out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar - 2}" '
+                           f'fill="{colors.get(name, "#ffb74d")}"/>')
+                out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar - 4}">{name} x{r:.2f}</text>')
+            y += bar
+        y += gap
+    x1 = label_w + scale
+    out.append(f'<line x1="{x1:.1f}" y1="{top - 6}" x2="{x1:.1f}" y2="{y}" stroke="black" stroke-dasharray="4 3"/>')
+    out.append(f'<text x="{x1 + 3:.1f}" y="{y + 14}">{base.name}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", metavar="NAME=PATH",
                         help="runtime to compare; the first is the baseline "
-                             "(default: berth=target/release/berth runc=/usr/sbin/runc crun=/usr/bin/crun)")
+                             "(default: crun=/usr/bin/crun runc=/usr/sbin/runc berth=target/release/berth)")
     parser.add_argument("--rootfs", default=os.path.join(REPO, "build", "rootfs"))
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--lifecycles", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=10, help="exec and state calls per round")
+    parser.add_argument("--svg", metavar="PATH", help="also draw the ratios as an SVG chart")
+    parser.add_argument("--title", default="berth vs runc vs crun", help="the chart's title")
     opts = parser.parse_args()
 
     specs = opts.runtime or [
-        "berth=" + os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "release", "berth")),
-        "runc=" + (shutil.which("runc") or "/usr/sbin/runc"),
         "crun=" + (shutil.which("crun") or "/usr/bin/crun"),
+        "runc=" + (shutil.which("runc") or "/usr/sbin/runc"),
+        "berth=" + os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "release", "berth")),
     ]
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
@@ -213,22 +298,30 @@ def main():
     sleep_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "1000"])
     seccomp_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-seccomp", ["/bin/true"],
                                  seccomp=docker_like_seccomp())
+    floor = Floor(os.path.abspath(opts.rootfs), workdir)
 
     print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
     try:
         for round_no in range(opts.rounds):
             order = random.sample(runtimes, len(runtimes))
             for rt in order:
-                run_and_delete(rt, true_bundle, f"{rt.name}-run-{round_no}")
+                run_and_delete(rt, true_bundle, f"{rt.name}-run-{round_no}", opts.lifecycles)
                 rt.measure_rss("run", "--bundle", true_bundle, f"{rt.name}-rss-{round_no}")
                 rt.must("delete", "--force", f"{rt.name}-rss-{round_no}")
-                run_and_delete(rt, seccomp_bundle, f"{rt.name}-seccomp-{round_no}", "run+delete seccomp")
+                run_and_delete(rt, seccomp_bundle, f"{rt.name}-seccomp-{round_no}", opts.lifecycles,
+                               "run+delete seccomp")
+            floor.run(opts.lifecycles)
             for rt in order:
                 churn(rt, true_bundle, f"{rt.name}-churn-{round_no}", opts.lifecycles)
             for rt in order:
                 exec_and_state(rt, sleep_bundle, f"{rt.name}-exec-{round_no}", opts.repeats)
             print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr, flush=True)
-        table(runtimes, opts.lifecycles)
+        rows = results(runtimes, floor, runtimes[0])
+        print_table(rows, runtimes[0], opts.lifecycles)
+        if opts.svg:
+            with open(opts.svg, "w") as f:
+                f.write(svg_chart(rows, runtimes[0], opts.lifecycles, opts.title))
+            print(f"chart: {opts.svg}")
     finally:
         for rt in runtimes:
             # Whatever a failed round left behind.
