@@ -15,6 +15,7 @@ number. Python 3 standard library only.
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -25,6 +26,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import REPO, Runtime, make_bundle  # noqa: E402
+
+
+def own_cgroup(bundle, cid):
+    """Each container in a cgroup of its own, as engines give them."""
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["linux"]["cgroupsPath"] = f"/berth-scale/{cid}"
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return bundle
 
 
 def timed_median(rt, args, repeats=5):
@@ -45,12 +57,13 @@ def main():
     workdir = tempfile.mkdtemp(prefix="berth-scale-")
     name, _, path = opts.runtime.partition("=")
     rt = Runtime(name, os.path.abspath(path), workdir)
-    bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "100000"])
     n = opts.containers
     ids = [f"scale-{i}" for i in range(n)]
+    rootfs = os.path.abspath(opts.rootfs)
     creates, lists, states = [], {}, {}
     try:
         for i, cid in enumerate(ids, start=1):
+            bundle = own_cgroup(make_bundle(workdir, rootfs, cid, ["sleep", "100000"]), cid)
             creates.append(rt.must("create", "--bundle", bundle, cid) * 1000)
             rt.must("start", cid)
             if i in (1, n // 2, n):
