@@ -179,7 +179,7 @@ impl CgroupHandle {
             Target::V1(dir) => {
                 fs::write(dir, "freezer.state", "FROZEN")?;
                 wait_until("frozen", || {
-                    if self.is_frozen()? {
+                    if v1_freezer_state(dir)? == "FROZEN" {
                         return Ok(true);
                     }
                     // A task that was forking can leave the cgroup FREEZING: ask again.
@@ -201,9 +201,11 @@ impl CgroupHandle {
         }
     }
 
+    /// Whether the container is paused. On v1 also while FREEZING: a frozen cgroup shows that
+    /// until a task that just joined it (`exec --ignore-paused`) is frozen too.
     pub(super) fn is_frozen(&self) -> Result<bool> {
         match self.freezer()? {
-            Target::V1(dir) => Ok(fs::read(dir, "freezer.state")?.trim() == "FROZEN"),
+            Target::V1(dir) => Ok(v1_freezer_state(dir)? != "THAWED"),
             Target::V2(dir) => is_frozen_v2(dir),
         }
     }
@@ -270,6 +272,11 @@ fn freeze_v2(dir: &Path, frozen: bool) -> Result<()> {
     fs::write(dir, "cgroup.freeze", if frozen { "1" } else { "0" })?;
     let state = if frozen { "frozen" } else { "thawed" };
     wait_until(state, || Ok(is_frozen_v2(dir)? == frozen))
+}
+
+/// THAWED, FREEZING or FROZEN.
+fn v1_freezer_state(dir: &Path) -> Result<String> {
+    Ok(fs::read(dir, "freezer.state")?.trim().to_string())
 }
 
 fn is_frozen_v2(dir: &Path) -> Result<bool> {
