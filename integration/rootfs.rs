@@ -3,7 +3,7 @@
 //! destinations; CVE-2025-31133 / crun's /dev class: an image /dev/null that is a symlink).
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -151,6 +151,31 @@ fn cgroup_v1_tmpfs_is_writable_its_hierarchies_read_only() {
         host.iter().map(|h| h.to_str().unwrap()).collect::<Vec<_>>(),
         "the hierarchies in the host's order:\n{out}"
     );
+}
+
+/// A tmpfs without `mode=` takes the mode of the directory it covers, as runc gives it; over a
+/// directory the runtime creates it keeps the kernel's 1777.
+#[test]
+fn tmpfs_takes_the_mode_of_the_directory_it_covers() {
+    let mut c = Container::new();
+    let covered = c.bundle.join("rootfs/covered");
+    fs::create_dir(&covered).expect("mkdir rootfs/covered");
+    fs::set_permissions(&covered, fs::Permissions::from_mode(0o2710)).expect("chmod covered");
+    let script = "stat -c '%n %a' /covered /created";
+    let out = run_script(&mut c, script, |config| {
+        add_mounts(
+            config,
+            json!([
+                {"destination": "/covered", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "nodev"]},
+                {"destination": "/created", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "nodev"]},
+            ]),
+        )
+    })
+    .success()
+    .stdout;
+    assert_eq!(out, "/covered 2710\n/created 1777\n");
 }
 
 #[test]

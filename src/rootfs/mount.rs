@@ -65,6 +65,9 @@ pub fn mount_entry(
             .as_deref()
             .map(Path::new)
             .unwrap_or(Path::new(typ));
+        if typ == "tmpfs" {
+            inherit_destination_mode(root, dest, &mut plan.data)?;
+        }
         plan.data = selinux::labelled_mount_data(typ, std::mem::take(&mut plan.data), mount_label);
         (new_filesystem(typ, source, &plan)?, Kind::Dir)
     };
@@ -82,6 +85,29 @@ pub fn mount_entry(
     attach(root, &detached, &target, dest)?;
     apply_propagation(detached.as_fd(), &plan)?;
     Ok(deferred)
+}
+
+/// A tmpfs whose options give no `mode=` gets the mode of the directory it covers, as runc
+/// gives it (`podman --systemd` mounts /run this way); over a new directory it keeps the
+/// kernel's default, 1777.
+fn inherit_destination_mode(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    data: &mut Vec<(String, Option<String>)>,
+) -> Result<()> {
+    if data.iter().any(|(key, _)| key == "mode") {
+        return Ok(());
+    }
+    let covered = match open_path_in_root(root, dest, true) {
+        Ok(fd) => fstat(fd.as_fd()).context("fstat the tmpfs destination")?,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("openat2 {} in the rootfs", dest.display()));
+        }
+    };
+    let mode = format!("{:o}", covered.st_mode & 0o7777);
+    data.insert(0, ("mode".to_owned(), Some(mode)));
+    Ok(())
 }
 
 /// Where `fd` ended up, as a path inside `root` (both resolved by the kernel through the host's
