@@ -112,8 +112,13 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     nix::unistd::chdir(&args.bundle.rootfs).context("chdir into the rootfs")?;
     run_hooks(args, "createContainer", "creating")?;
     let entered = trace::timed("rootfs: pivot_root", || prepared.enter())?;
-    if let Some(socket) = &args.console_socket {
-        trace::timed("console", || set_up_console(args.bundle, socket))?;
+    match &args.console_socket {
+        Some(socket) => trace::timed("console", || set_up_console(args.bundle, socket))?,
+        // As runc: the init leads a session of its own inside the container (CRIU refuses to
+        // checkpoint a container whose session leader is outside its pid namespace).
+        None => {
+            nix::unistd::setsid().context("setsid")?;
+        }
     }
     trace::timed("rootfs: read-only and masked paths, sysctl", || {
         entered.finish(spec)
