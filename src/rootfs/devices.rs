@@ -112,14 +112,9 @@ pub fn devices_for(spec: &Spec) -> Result<Vec<DeviceNode>> {
 
 /// runc leaves /dev alone when the config bind-mounts it from elsewhere.
 pub fn dev_is_bind_mounted(mounts: &[Mount]) -> bool {
-    mounts.iter().any(|m| {
-        let bind = m.typ().as_deref() == Some("bind")
-            || m.options()
-                .iter()
-                .flatten()
-                .any(|o| o == "bind" || o == "rbind");
-        bind && clean_components(m.destination()) == ["dev"]
-    })
+    mounts
+        .iter()
+        .any(|m| super::is_bind_mount(m) && clean_components(m.destination()) == ["dev"])
 }
 
 /// Remove whatever non-directory entry `name` is (a symlink is removed, never followed).

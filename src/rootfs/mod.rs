@@ -103,6 +103,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
     sysctl::validate(spec)
 }
 
+/// Whether berth mounts `entry` as a bind mount: `type: bind`, or a `bind`/`rbind` option.
+pub fn is_bind_mount(entry: &Mount) -> bool {
+    entry.typ().as_deref() == Some("bind")
+        || options::parse_options(entry.options().as_deref().unwrap_or_default()).bind
+}
+
 /// Phase 1, before the createRuntime/createContainer hooks.
 pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     let linux = spec.linux().as_ref();
