@@ -37,6 +37,8 @@ pub fn features() -> Value {
         },
         "annotations": {
             "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION"),
+            // As runc's: the build can checkpoint; CRIU itself is the host's.
+            "org.opencontainers.runc.checkpoint.enabled": "true",
         },
     })
 }

@@ -6,6 +6,7 @@
 mod cgroups;
 mod cli;
 mod container;
+mod criu;
 mod features;
 mod hooks;
 mod init;
@@ -30,9 +31,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cgroups::CgroupOptions;
-use cli::{Cli, Command, CreateArgs};
+use cli::{Cli, Command, CreateArgs, CriuArgs};
 use container::state::StateRoot;
-use container::{ConsoleTarget, CreateOptions, ExecRequest, RunOptions};
+use container::{
+    CheckpointOptions, ConsoleTarget, CreateOptions, ExecRequest, RestoreOptions, RunOptions,
+};
 
 /// The entry point, called by the C runtime. std's own (`fn main`) would first locate the main
 /// thread's stack guard, for a nicer message on a stack overflow: glibc's pthread_getattr_np
@@ -141,6 +144,23 @@ fn dispatch(cli: Cli) -> Result<i32> {
             stats,
             id,
         } => container::events(root, &id, interval, stats)?,
+        Command::Checkpoint(args) => {
+            let id = args.id.clone();
+            container::checkpoint(root, &id, checkpoint_options(args)?)?
+        }
+        Command::Restore(args) => {
+            let options = RestoreOptions {
+                id: args.id,
+                bundle: args.bundle,
+                cgroups: cgroup_options,
+                criu: criu_options(args.criu)?,
+                pid_file: absolute(args.pid_file)?,
+                console_socket: absolute(args.console_socket)?,
+                detach: args.detach,
+                no_subreaper: args.no_subreaper,
+            };
+            return container::restore(root, &options);
+        }
         Command::Features => {
             let json = serde_json::to_string_pretty(&features::features())?;
             writeln!(std::io::stdout(), "{json}")?
@@ -169,6 +189,88 @@ fn create_options(args: CreateArgs, cgroups: CgroupOptions) -> Result<CreateOpti
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
     })
+}
+
+fn criu_options(args: CriuArgs) -> Result<criu::CriuOptions> {
+    let image_path = match args.image_path {
+        Some(path) => path,
+        // runc's default.
+        None => std::env::current_dir()
+            .context("the current directory")?
+            .join("checkpoint"),
+    };
+    let cgroup_mode = match args.manage_cgroups_mode {
+        None => criu::CgroupMode::Default,
+        Some(cli::ManageCgroupsMode::Soft) => criu::CgroupMode::Soft,
+        Some(cli::ManageCgroupsMode::Full) => criu::CgroupMode::Full,
+        Some(cli::ManageCgroupsMode::Strict) => criu::CgroupMode::Strict,
+        Some(cli::ManageCgroupsMode::Ignore) => criu::CgroupMode::Ignore,
+    };
+    let empty_ns = (args.empty_ns.iter())
+        .map(|cli::EmptyNamespace::Network| libc::CLONE_NEWNET as u32)
+        .fold(0, |mask, flag| mask | flag);
+    Ok(criu::CriuOptions {
+        image_path: std::path::absolute(&image_path)
+            .with_context(|| format!("--image-path {}", image_path.display()))?,
+        work_path: absolute(args.work_path)?,
+        tcp_established: args.tcp_established,
+        ext_unix_sk: args.ext_unix_sk,
+        shell_job: args.shell_job,
+        file_locks: args.file_locks,
+        cgroup_mode,
+        empty_ns,
+        auto_dedup: args.auto_dedup,
+        lazy_pages: args.lazy_pages,
+    })
+}
+
+fn checkpoint_options(args: cli::CheckpointArgs) -> Result<CheckpointOptions> {
+    let page_server = args
+        .page_server
+        .as_deref()
+        .map(parse_page_server)
+        .transpose()?;
+    let status_fd = args.status_fd.map(status_fd).transpose()?;
+    Ok(CheckpointOptions {
+        criu: criu_options(args.criu)?,
+        parent_path: args.parent_path,
+        leave_running: args.leave_running,
+        pre_dump: args.pre_dump,
+        page_server,
+        status_fd,
+    })
+}
+
+/// --page-server ADDRESS:PORT (the address may be an IPv6 one in brackets).
+fn parse_page_server(value: &str) -> Result<(String, i32)> {
+    let usage = "use --page-server ADDRESS:PORT to specify the page server";
+    let (address, port) = value.rsplit_once(':').context(usage)?;
+    let address = address.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--page-server {value}: invalid port number"))?;
+    if address.is_empty() {
+        bail!("{usage}");
+    }
+    Ok((address.to_string(), i32::from(port)))
+}
+
+/// --status-fd: an fd berth inherited open for writing; berth owns it from here on.
+fn status_fd(fd: i32) -> Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    if fd < 0 {
+        bail!("invalid --status-fd {fd}");
+    }
+    // SAFETY: only borrowed to ask its flags; an fd that is not open fails with EBADF.
+    let flags = fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFL)
+        .with_context(|| format!("invalid --status-fd {fd}"))?;
+    let mode = OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE;
+    if mode == OFlag::O_RDONLY {
+        bail!("invalid --status-fd {fd}: not writable");
+    }
+    // SAFETY: the fd is open (F_GETFL succeeded) and nothing else in berth refers to it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
 /// Wraps every error of `exec`, which then exits 255: runc's words and code for an exec that

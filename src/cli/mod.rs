@@ -126,6 +126,10 @@ pub enum Command {
     },
     /// Describe what this build of berth supports (runtime-spec features.md)
     Features,
+    /// Checkpoint a running container with CRIU (then delete it, unless --leave-running)
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint with CRIU
+    Restore(RestoreArgs),
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -201,6 +205,102 @@ pub struct ExecArgs {
     /// command's positional arguments come last.
     #[command(flatten)]
     pub process: crate::process::ExecOptions,
+}
+
+// The CRIU flags `checkpoint` and `restore` share (a plain comment: see the test below).
+#[derive(Args, Debug)]
+pub struct CriuArgs {
+    /// Directory of the CRIU image files [default: ./checkpoint]
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Directory for CRIU's work files and log [default: the image directory]
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// How CRIU treats the cgroups [default: CRIU's, soft]
+    #[arg(long, value_enum)]
+    pub manage_cgroups_mode: Option<ManageCgroupsMode>,
+    /// Create this namespace without restoring its contents
+    #[arg(long, value_enum)]
+    pub empty_ns: Vec<EmptyNamespace>,
+    /// Deduplicate the memory images as they are written or read
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Restore memory pages lazily, on first access (userfaultfd)
+    #[arg(long)]
+    pub lazy_pages: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ManageCgroupsMode {
+    Soft,
+    Full,
+    Strict,
+    Ignore,
+}
+
+/// The namespaces --empty-ns takes (runc's: only the network one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EmptyNamespace {
+    Network,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// The previous (pre-)dump, relative to the image directory
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Dump only the memory, and leave the container running
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// ADDRESS:PORT of a CRIU page server to send the memory pages to
+    #[arg(long)]
+    pub page_server: Option<String>,
+    /// An open fd that gets a \0 once the lazy-pages server is ready (with --lazy-pages)
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Bundle directory (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the container is restored
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the restored init's pid to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Do not become a subreaper for the container's orphans
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Accepted for runc compatibility: CRIU restores the root as it was
+    #[arg(long)]
+    pub no_pivot: bool,
+    pub id: String,
 }
 
 #[cfg(test)]

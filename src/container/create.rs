@@ -345,7 +345,7 @@ fn other_binds(namespaces: &NamespacePlan, rootless: bool) -> rootfs::OtherBinds
 
 /// `linux.resources` with the device rules every container gets (runc's
 /// default allow list), which the cgroup enforces.
-fn container_resources(bundle: &Bundle) -> LinuxResources {
+pub(super) fn container_resources(bundle: &Bundle) -> LinuxResources {
     let mut resources = bundle.linux().resources().clone().unwrap_or_default();
     let rules = cgroups::container_device_rules(resources.devices().as_deref().unwrap_or_default());
     resources.set_devices(Some(rules));
@@ -353,7 +353,7 @@ fn container_resources(bundle: &Bundle) -> LinuxResources {
 }
 
 /// The console socket checks of runc, and the connection the init will use.
-fn connect_console(
+pub(super) fn connect_console(
     bundle: &Bundle,
     console: ConsoleTarget,
 ) -> Result<(Option<UnixStream>, Option<UnixStream>)> {

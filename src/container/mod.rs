@@ -1,6 +1,7 @@
 //! The lifecycle: one file per operation, all on top of `state`, which alone
 //! decides what each status allows.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod exec;
@@ -10,6 +11,7 @@ mod notify;
 mod pidfd_socket;
 mod query;
 mod resources;
+mod restore;
 mod run;
 mod start;
 pub mod state;
@@ -23,12 +25,14 @@ use anyhow::{Context, Result, ensure};
 use nix::fcntl::{Flock, FlockArg, OFlag, open};
 use nix::sys::stat::Mode;
 
+pub use checkpoint::{CheckpointOptions, checkpoint};
 pub use create::{ConsoleTarget, CreateOptions, create};
 pub use delete::delete;
 pub use exec::{ExecRequest, exec};
 pub use kill::kill;
 pub use query::{list, ps, state};
 pub use resources::{events, pause, resume, update};
+pub use restore::{RestoreOptions, restore};
 pub use run::{RunOptions, run};
 pub use start::start;
 

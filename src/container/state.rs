@@ -134,6 +134,11 @@ impl Status {
     pub fn can_resume(self) -> bool {
         self == Status::Paused
     }
+
+    /// runc's rule: CRIU dumps processes, so there must be some that run (or are frozen).
+    pub fn can_checkpoint(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
 }
 
 #[derive(Serialize, Deserialize)]

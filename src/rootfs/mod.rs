@@ -31,6 +31,7 @@ mod shared_namespace;
 pub mod sys;
 pub mod sysctl;
 
+pub use devices::devices_for;
 pub use host_sources::{HostClones, OtherBinds, clone_bind_sources};
 pub use options::SUPPORTED_OPTIONS as SUPPORTED_MOUNT_OPTIONS;
 pub use shared_namespace::RootfsBase;
@@ -50,8 +51,7 @@ use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use oci_spec::runtime::{Mount, Spec};
 
 use devices::{
-    DeviceStrategy, create_device, create_link, default_links, dev_is_bind_mounted, devices_for,
-    remove_existing,
+    DeviceStrategy, create_device, create_link, default_links, dev_is_bind_mounted, remove_existing,
 };
 use mount::{DeferredReadonly, attach, mount_entry};
 use propagation::RootPropagation;
