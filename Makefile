@@ -15,16 +15,17 @@ BERTH_BIN ?= $(CURDIR)/target/release/berth
 # Tests mostly wait on child processes, so more threads than cores is fine.
 TEST_THREADS ?= 4
 
-.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm demo install bench bench-vm bench-scale lint require-root
+.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm test-criu demo install bench bench-vm bench-scale lint require-root
 
 help:
 	@echo "make build             cargo build --release"
 	@echo "make rootfs            busybox rootfs in build/rootfs (from busybox-static)"
-	@echo "make test              unit + integration + engine + VM tests (root)"
+	@echo "make test              unit + integration + engine + VM (cgroup v2, CRIU) tests (root)"
 	@echo "make test-integration  integration tests only; BERTH_BIN=/usr/sbin/runc to compare"
 	@echo "make test-conformance  the OCI conformance suite; BERTH_BIN=/usr/sbin/runc to compare"
 	@echo "make conformance-table the suite against berth, runc and crun: the README's table"
 	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
+	@echo "make test-criu         checkpoint/restore tests, in a QEMU VM whose kernel CRIU supports"
 	@echo "make demo              build, then run a real container with berth"
 	@echo "make install           install berth to $(PREFIX)/sbin"
 	@echo "make bench             berth vs runc vs crun, side by side, + chart (root)"
@@ -42,7 +43,7 @@ require-root:
 	@if [ "$$(id -u)" != 0 ]; then echo "this target needs root (containers, mounts, namespaces)" >&2; exit 1; fi
 
 # The whole suite. CI runs exactly this (.ci/run).
-test: require-root build rootfs test-unit test-integration test-conformance test-engines test-vm
+test: require-root build rootfs test-unit test-integration test-conformance test-engines test-vm test-criu
 
 # Unit tests: pure logic next to the code in src/.
 test-unit:
@@ -72,6 +73,10 @@ conformance-table: require-root build rootfs
 # this host kind is cgroup v1 hybrid.
 test-vm: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2
+
+# checkpoint/restore with CRIU, in the VM: CRIU cannot dump on every host kernel (tools/vm/README.md).
+test-criu: require-root build rootfs
+	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-criu
 
 demo: build rootfs
 	BERTH_BIN=$(BERTH_BIN) tools/demo

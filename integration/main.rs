@@ -12,6 +12,7 @@ mod common;
 mod cgroups;
 mod cli;
 mod console;
+mod criu;
 mod errors;
 mod events;
 mod exec;

@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -53,6 +54,18 @@ impl Container {
     /// replacing the example's host-wide names (network interfaces, say) by this test's own.
     #[track_caller]
     pub fn run_readme_example_renaming(&self, readme_id: &str, names: &[(&str, &str)]) -> Output {
+        self.run_readme_example_within(readme_id, names, COMMAND_TIMEOUT)
+    }
+
+    /// Like [`run_readme_example_renaming`](Self::run_readme_example_renaming), for an example
+    /// that may take up to `timeout`.
+    #[track_caller]
+    pub fn run_readme_example_within(
+        &self,
+        readme_id: &str,
+        names: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Output {
         let script = names.iter().fold(
             readme_block(&format!(" {readme_id}")),
             |script, (name, unique)| script.replace(name, unique),
@@ -77,7 +90,7 @@ impl Container {
             },
         );
         let _group = KillOnDrop(Pid::from_raw(spawned.child.id() as i32));
-        spawned.wait(COMMAND_TIMEOUT)
+        spawned.wait(timeout)
     }
 }
 
