@@ -11,7 +11,6 @@ use crate::harness::daemon::Daemon;
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
 use crate::harness::{
     Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_snippet,
-    traces,
 };
 
 /// The Docker CLI of Debian's docker.io (not whatever `docker` comes first in PATH).
@@ -118,9 +117,7 @@ fn teardown(engine: &Engine, dockerd: Daemon, containerd: Containerd) -> Vec<Str
     }
     leftovers.extend(dockerd.stop());
     leftovers.extend(containerd.daemon.stop());
-    leftovers.extend(traces::kill_processes_mentioning(&engine.cgroup_parent));
-    leftovers.extend(traces::remove_cgroup_parent(&engine.cgroup_parent, &[]));
-    leftovers.extend(traces::scrub_dir(&dir));
+    leftovers.extend(engine.leftovers(&[], &dir));
     leftovers
 }
 

@@ -153,13 +153,8 @@ fn teardown(engine: &Engine) -> Vec<String> {
             leftovers.push(format!("podman {name} failed:\n{out}"));
         }
     }
-    leftovers.extend(traces::kill_processes_mentioning(&engine.cgroup_parent));
     // conmon's cgroup: all conmons of this podman share it.
-    leftovers.extend(traces::remove_cgroup_parent(
-        &engine.cgroup_parent,
-        &["conmon"],
-    ));
-    leftovers.extend(traces::scrub_dir(&dir));
+    leftovers.extend(engine.leftovers(&["conmon"], &dir));
     leftovers
 }
 

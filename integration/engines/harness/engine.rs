@@ -75,6 +75,16 @@ impl Engine {
         root
     }
 
+    /// After the engine's own cleanup: kills the processes still in its cgroup parent, removes
+    /// that cgroup and scrubs `dir`; returns what should not have been there (the `expected`
+    /// cgroups below the parent are the engine's own).
+    pub fn leftovers(&self, expected: &[&str], dir: &Path) -> Vec<String> {
+        let mut found = traces::kill_processes_mentioning(&self.cgroup_parent);
+        found.extend(traces::remove_cgroup_parent(&self.cgroup_parent, expected));
+        found.extend(traces::scrub_dir(dir));
+        found
+    }
+
     /// Everything still on the host that names container `id`.
     pub fn traces_of(&self, id: &str) -> Vec<String> {
         let state_dirs: Vec<PathBuf> = self
