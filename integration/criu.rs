@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::{Mount, MountBuilder};
 
-use crate::common::{COMMAND_TIMEOUT, Container, Output};
+use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned};
 
 /// CRIU under the VM's emulated CPU takes seconds, a dump up to about 20.
 const CRIU_TIMEOUT: Duration = Duration::from_secs(120);
@@ -39,9 +39,15 @@ struct Pipes {
 }
 
 impl Pipes {
-    /// Spawns `berth args...` with fresh pipes as its stdio, which a detached container keeps.
+    /// Runs `berth args...` with fresh pipes as its stdio, which a detached container keeps.
     #[track_caller]
     fn spawn(c: &Container, args: &[&str]) -> (Pipes, Output) {
+        let (pipes, spawned) = Pipes::start(c, args);
+        (pipes, spawned.wait(CRIU_TIMEOUT))
+    }
+
+    /// Starts `berth args...` with fresh pipes as its stdio.
+    fn start(c: &Container, args: &[&str]) -> (Pipes, Spawned) {
         let (stdin_read, stdin_write) = nix::unistd::pipe().expect("pipe");
         let (output_read, output_write) = nix::unistd::pipe().expect("pipe");
         let output_copy = output_write.try_clone().expect("dup");
@@ -60,12 +66,11 @@ impl Pipes {
                 }
             }
         });
-        let out = spawned.wait(CRIU_TIMEOUT);
         let pipes = Pipes {
             _stdin: stdin_write,
             lines,
         };
-        (pipes, out)
+        (pipes, spawned)
     }
 
     /// The next number the counter printed; panics on anything else (berth's own error, say).
@@ -178,6 +183,32 @@ fn a_restored_container_counts_on_as_running_in_its_cgroup() {
         "the restored init is not in the container's cgroup:\n{cgroup}"
     );
     c.exec(&[], &["true"]).success();
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn restore_in_the_foreground_waits_and_exits_with_the_container() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    let before = pipes.next_number();
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &[]).success();
+    let last = pipes.last_number();
+
+    let bundle = c.bundle.to_str().unwrap();
+    let images = images.to_str().unwrap();
+    let args = ["restore", "--image-path", images, "--bundle", bundle, &c.id];
+    let (restored, berth) = Pipes::start(&c, &args);
+    assert_counts_on(&restored, before, last);
+    c.wait_for_status("running", COMMAND_TIMEOUT);
+    c.kill("KILL").success();
+    let out = berth.wait(COMMAND_TIMEOUT);
+    assert_eq!(out.code, 137, "{out}\n{}", restored.printed());
+    assert_eq!(
+        c.status(),
+        None,
+        "a foreground restore deletes the container at its end"
+    );
 }
 
 #[test]
