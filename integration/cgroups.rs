@@ -6,7 +6,8 @@
 //! The same tests run on the v1 hybrid development host (v1 controllers under
 //! /sys/fs/cgroup/<controller>, cgroup2 at /sys/fs/cgroup/unified) and in the pure v2 VM
 //! (`tools/vm/test-v2`); they branch on the detected layout only where file names differ.
-//! Each container's cgroupsPath is the harness's absolute `/berth-it-<test>-<pid>-<n>`.
+//! Each container's cgroupsPath is the harness's absolute `/berth-it-<test>-<pid>-<n>`, or with
+//! `--systemd-cgroup` (`tools/vm/test-systemd`) its scope in system.slice.
 
 use std::fs;
 use std::ops::{Deref, DerefMut};
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 
 use crate::common::{
     COMMAND_TIMEOUT, Container, Output, cgroup_hierarchies, remove_namespace, set_args,
+    systemd_cgroup,
 };
 
 const MIB: i64 = 1024 * 1024;
@@ -40,22 +42,9 @@ fn layout() -> Layout {
     }
 }
 
-/// The container's cgroup path below each hierarchy's root, without the leading slash.
-fn relative_cgroup(c: &Container) -> PathBuf {
-    let path = c
-        .spec()
-        .linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .expect("the harness sets an absolute cgroupsPath");
-    path.strip_prefix("/")
-        .expect("cgroupsPath is absolute")
-        .to_path_buf()
-}
-
 /// The container's cgroup dir in every hierarchy.
 fn cgroup_dirs(c: &Container) -> Vec<PathBuf> {
-    let relative = relative_cgroup(c);
+    let relative = c.cgroup_relative();
     cgroup_hierarchies()
         .iter()
         .map(|h| h.join(&relative))
@@ -66,9 +55,18 @@ fn cgroup_dirs(c: &Container) -> Vec<PathBuf> {
 fn unified_dir(c: &Container) -> PathBuf {
     let root = Path::new(CGROUP_ROOT);
     match layout() {
-        Layout::V1 => root.join("unified").join(relative_cgroup(c)),
-        Layout::V2 => root.join(relative_cgroup(c)),
+        Layout::V1 => root.join("unified").join(c.cgroup_relative()),
+        Layout::V2 => root.join(c.cgroup_relative()),
     }
+}
+
+/// Whether a test of berth's own placement of the cgroup can run: with `--systemd-cgroup`,
+/// systemd places it.
+fn cgroupfs_driver() -> bool {
+    if systemd_cgroup() {
+        println!("skipped: the cgroupfs driver only");
+    }
+    !systemd_cgroup()
 }
 
 /// The v1 hierarchy of `controller`, if the host mounts one.
@@ -86,7 +84,7 @@ fn is_v2_controller(controller: &str) -> bool {
 /// The container's cgroup dir holding `controller`'s files.
 fn controller_dir(c: &Container, controller: &str) -> PathBuf {
     match v1_hierarchy(controller) {
-        Some(hierarchy) => hierarchy.join(relative_cgroup(c)),
+        Some(hierarchy) => hierarchy.join(c.cgroup_relative()),
         None => unified_dir(c),
     }
 }
@@ -916,7 +914,7 @@ fn ps_json_lists_the_init_and_an_execd_process() {
     let mut expected = vec![init, execd];
     expected.sort_unstable();
     assert_eq!(pids, expected);
-    let cgroup = format!("/{}", relative_cgroup(&c).display());
+    let cgroup = format!("/{}", c.cgroup_relative().display());
     for pid in pids {
         let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
         assert!(
@@ -972,7 +970,7 @@ fn kill_all_kills_every_process_including_backgrounded_ones() {
 fn lifecycle_in_a_mount_view(view: &str) -> Output {
     let mut c = container(json!({"pids": {"limit": 10}}));
     c.configure(|spec| set_args(spec, &["sleep", "1000"]));
-    let cgroup = relative_cgroup(&c);
+    let cgroup = c.cgroup_relative();
     let script = format!(
         r#"set -e
 {view}
@@ -1014,6 +1012,9 @@ done"#
 
 #[test]
 fn a_pure_cgroup_v1_view_runs_and_deletes_cleanly() {
+    if !cgroupfs_driver() {
+        return;
+    }
     if !Path::new(CGROUP_ROOT).join("unified").is_dir() || layout() != Layout::V1 {
         println!("skipped: this host has no cgroup2 mount beside v1 to take away");
         return;
@@ -1060,6 +1061,9 @@ fn remount_hierarchies_on_a_tmpfs() -> String {
 
 #[test]
 fn cgroup_mounts_hidden_under_a_tmpfs_are_not_used() {
+    if !cgroupfs_driver() {
+        return;
+    }
     // As in nested containers: mountinfo still lists the covered mounts (on a hybrid host the
     // cgroup2 one, which nothing mounts again).
     lifecycle_in_a_mount_view(&remount_hierarchies_on_a_tmpfs());
@@ -1067,6 +1071,9 @@ fn cgroup_mounts_hidden_under_a_tmpfs_are_not_used() {
 
 #[test]
 fn a_container_runs_in_an_existing_cgroup_that_was_killed_before() {
+    if !cgroupfs_driver() {
+        return;
+    }
     // The kernel SIGKILLs a CLONE_INTO_CGROUP child of a cgroup whose cgroup.kill was written
     // (6.x): as after `kill --all` or a delete that kept a cgroup berth did not create.
     let mut c = container(json!({}));
@@ -1101,6 +1108,9 @@ fn delete_removes_the_cgroup_in_every_hierarchy() {
 
 #[test]
 fn delete_keeps_a_cgroup_that_existed_before_create() {
+    if !cgroupfs_driver() {
+        return;
+    }
     let mut c = container(json!({}));
     for dir in cgroup_dirs(&c) {
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));

@@ -34,5 +34,6 @@ mod seccomp;
 mod security;
 mod signals;
 mod soak;
+mod systemd_cgroups;
 mod trace;
 mod userns;

@@ -53,6 +53,13 @@ pub fn is_berth() -> bool {
     runtime().file_name() == Some(OsStr::new("berth"))
 }
 
+/// `BERTH_TEST_SYSTEMD_CGROUP=1` (what `tools/vm/test-systemd` sets on a systemd host): every
+/// runtime command gets `--systemd-cgroup`, and each container's cgroupsPath is
+/// `system.slice:berth-it:<id>`, the scope `berth-it-<id>.scope`.
+pub fn systemd_cgroup() -> bool {
+    std::env::var_os("BERTH_TEST_SYSTEMD_CGROUP").is_some_and(|v| v == "1")
+}
+
 /// Mount points of every cgroup hierarchy (v1 controllers, named v1 hierarchies, cgroup2).
 pub fn cgroup_hierarchies() -> Vec<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
@@ -283,10 +290,15 @@ impl Container {
         assert!(status.success(), "copying the rootfs template failed");
 
         let mut spec: Spec = serde_json::from_str(DEFAULT_CONFIG).expect("default config parses");
+        let cgroups_path = if systemd_cgroup() {
+            format!("system.slice:berth-it:{id}")
+        } else {
+            format!("/berth-it-{id}")
+        };
         spec.linux_mut()
             .as_mut()
             .expect("default config has linux")
-            .set_cgroups_path(Some(PathBuf::from(format!("/berth-it-{id}"))));
+            .set_cgroups_path(Some(PathBuf::from(cgroups_path)));
         process_mut(&mut spec)
             .env_mut()
             .get_or_insert_with(Vec::new)
@@ -351,6 +363,9 @@ impl Container {
     pub fn spawn_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Spawned {
         let root = self.root.to_str().expect("utf-8 temp dir");
         let mut full = vec!["--root", root];
+        if systemd_cgroup() {
+            full.push("--systemd-cgroup");
+        }
         full.extend_from_slice(args);
         self.spawn_program(runtime(), &full, adjust)
     }
@@ -539,6 +554,9 @@ impl Container {
                 .into_iter()
                 .map(|d| format!("cgroup {}", d.display())),
         );
+        if systemd_cgroup() && systemd_unit_loaded(&self.systemd_unit()) {
+            leaks.push(format!("systemd unit {}", self.systemd_unit()));
+        }
         leaks
     }
 
@@ -591,9 +609,24 @@ impl Container {
             .collect()
     }
 
-    /// Cgroup dirs of this container's absolute `cgroupsPath`, in every hierarchy.
+    /// The systemd unit of the container (see [`systemd_cgroup`]).
+    pub fn systemd_unit(&self) -> String {
+        format!("berth-it-{}.scope", self.id)
+    }
+
+    /// The container's cgroup below each hierarchy's root, as the harness's cgroupsPath
+    /// places it.
+    pub fn cgroup_relative(&self) -> PathBuf {
+        if systemd_cgroup() {
+            Path::new("system.slice").join(self.systemd_unit())
+        } else {
+            PathBuf::from(format!("berth-it-{}", self.id))
+        }
+    }
+
+    /// Cgroup dirs of this container's `cgroupsPath`, in every hierarchy.
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let name = format!("berth-it-{}", self.id);
+        let name = self.cgroup_relative();
         let root = Path::new("/sys/fs/cgroup");
         // v1 and hybrid: one hierarchy per directory below the root; pure v2: the root itself.
         let below = fs::read_dir(root).into_iter().flatten().flatten();
@@ -629,6 +662,12 @@ impl Container {
         }
         for dir in self.cgroup_dirs() {
             remove_cgroup_tree(&dir);
+        }
+        let unit = self.systemd_unit();
+        if systemd_cgroup() && systemd_unit_loaded(&unit) {
+            for action in ["stop", "reset-failed"] {
+                let _ = Command::new("systemctl").args([action, &unit]).output();
+            }
         }
         if let Err(e) = fs::remove_dir_all(&self.dir)
             && e.kind() != ErrorKind::NotFound
@@ -757,6 +796,15 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Whether systemd still knows `unit` (running, failed or merely loaded).
+pub fn systemd_unit_loaded(unit: &str) -> bool {
+    let out = Command::new("systemctl")
+        .args(["show", "--property=LoadState", "--value", unit])
+        .output()
+        .expect("run systemctl");
+    String::from_utf8_lossy(&out.stdout).trim() != "not-found"
 }
 
 /// Cgroup dirs can only be removed leaf first, with rmdir (their files are not removable).

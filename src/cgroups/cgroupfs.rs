@@ -48,6 +48,7 @@ fn plan_in(layout: &Layout, path: &CgroupPath, own: &[OwnCgroup]) -> Result<Cgro
         cgroups_path,
         dirs,
         rootless: false,
+        systemd: None,
     })
 }
 

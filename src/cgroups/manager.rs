@@ -1,5 +1,6 @@
 //! The one [`CgroupManager`]: the lifecycle's operations on a container's cgroup, the same for
-//! every hierarchy version (see `hierarchy`) and driver.
+//! every hierarchy version (see `hierarchy`); the driver only decides who makes, fills and
+//! removes the cgroup.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -9,14 +10,23 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use super::{
-    CgroupDir, CgroupHandle, CgroupManager, OomWatch, Stats, Version, convert, fs, resources, v1,
-    v2, writes,
+    CgroupDir, CgroupHandle, CgroupManager, OomWatch, Stats, Version, convert, fs, resources,
+    systemd, v1, v2, writes,
 };
 use crate::logging;
 use crate::sys::{self, SignalNumber};
 
+/// Who makes and removes the container's cgroup.
+pub enum Driver {
+    /// berth itself, in the cgroup filesystems.
+    Cgroupfs,
+    /// systemd, as a transient unit that the init is started in.
+    Systemd(Box<systemd::Session>),
+}
+
 pub struct Cgroup {
     pub handle: CgroupHandle,
+    pub driver: Driver,
     /// The cgroup2 directory, opened by `create` for CLONE_INTO_CGROUP when it made it.
     pub unified_fd: Option<OwnedFd>,
     /// Rootless without a cgroupsPath: no permission to create the cgroup means none at all
@@ -32,19 +42,11 @@ enum Change {
 }
 
 impl Cgroup {
-    fn create_each_dir(&mut self, enable_all_v2_controllers: bool) -> Result<()> {
+    fn create_each_dir(&mut self) -> Result<()> {
+        let hierarchy = self.handle.hierarchy;
         for dir in &mut self.handle.dirs {
-            let created = fs::create_dirs(&dir.path)?;
-            dir.created = created.last() == Some(&dir.path);
-            if dir.controllers.iter().any(|c| c == "cpuset") {
-                v1::init_cpuset(&dir.mount_point, &dir.path)?;
-            }
+            dir.created = create_dir(dir, hierarchy)?;
             if dir.version == Version::V2 {
-                if enable_all_v2_controllers {
-                    // As runc: every controller the host offers, so later updates can use them.
-                    let all = v2::controllers(&dir.mount_point)?;
-                    v2::enable_controllers(&dir.mount_point, &dir.path, &all)?;
-                }
                 // Only into a cgroup made just now: once a cgroup's cgroup.kill was written,
                 // the kernel (6.x) SIGKILLs every later CLONE_INTO_CGROUP child there. An
                 // existing one gets the init through cgroup.procs (`add_process`).
@@ -58,19 +60,25 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Plans the writes for `r`. Rootless, device rules are left out, as runc does: they need
+    /// The fields of `r` to set. Rootless, device rules are left out, as runc does: they need
     /// privilege on the host (v1 devices.deny, attaching the v2 eBPF program), and such a
     /// container only reaches device nodes bound from the host, with the user's own
-    /// permissions. Without a cgroup there is nowhere to put a limit.
-    fn plan(&self, r: &LinuxResources, change: Change) -> Result<writes::Writes> {
+    /// permissions.
+    fn to_set(&self, r: &LinuxResources, change: Change) -> LinuxResources {
         let mut r = convert::without_unset(r);
         if self.handle.rootless || change == Change::Update {
             r.set_devices(None);
         }
+        r
+    }
+
+    /// Plans the writes for the fields of `r` to set. Without a cgroup there is nowhere to put
+    /// a limit.
+    fn plan(&self, r: &LinuxResources) -> Result<writes::Writes> {
         if !self.handle.dirs.is_empty() {
-            return resources::plan_writes(&r, &|c, f| self.handle.target(c, f));
+            return resources::plan_writes(r, &|c, f| self.handle.target(c, f));
         }
-        if r != LinuxResources::default() {
+        if *r != LinuxResources::default() {
             bail!(
                 "linux.resources: the container has no cgroup to set limits in (berth is \
                  rootless and was given no cgroupsPath delegated to it)"
@@ -78,13 +86,52 @@ impl Cgroup {
         }
         Ok(writes::Writes::default())
     }
+
+    /// The systemd driver's start: the unit with the init in it and the properties of `r`;
+    /// then the hierarchies systemd does not manage (some v1 ones), and every resource in the
+    /// cgroup files.
+    fn start_unit(&self, unit: &systemd::Session, pid: i32, r: &LinuxResources) -> Result<()> {
+        let r = self.to_set(r, Change::Create);
+        unit.start(pid, &r, self.handle.hierarchy)?;
+        for dir in &self.handle.dirs {
+            create_dir(dir, self.handle.hierarchy)?;
+        }
+        self.join(pid)?;
+        self.plan(&r)?.apply()
+    }
+
+    fn join(&self, pid: i32) -> Result<()> {
+        for dir in &self.handle.dirs {
+            fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` if it is missing and makes its controllers usable; whether it was made now.
+/// On a v2 host, every controller the host offers is enabled down to it, as runc does, so
+/// later updates can use them (also those systemd does not delegate, like hugetlb); on hybrid
+/// hosts, those on the cgroup2 mount are enabled when a field needs them.
+fn create_dir(dir: &CgroupDir, hierarchy: Version) -> Result<bool> {
+    let created = fs::create_dirs(&dir.path)?;
+    let made_now = created.last() == Some(&dir.path);
+    if dir.controllers.iter().any(|c| c == "cpuset") {
+        v1::init_cpuset(&dir.mount_point, &dir.path)?;
+    }
+    if hierarchy == Version::V2 {
+        let all = v2::controllers(&dir.mount_point)?;
+        v2::enable_controllers(&dir.mount_point, &dir.path, &all)?;
+    }
+    Ok(made_now)
 }
 
 impl CgroupManager for Cgroup {
     fn create(&mut self) -> Result<()> {
-        // On hybrid hosts, controllers on the cgroup2 mount are enabled when a field needs them.
-        let enable_all_v2_controllers = self.handle.hierarchy == Version::V2;
-        match self.create_each_dir(enable_all_v2_controllers) {
+        if let Driver::Systemd(_) = self.driver {
+            // systemd makes the cgroup when the init joins it (add_process).
+            return Ok(());
+        }
+        match self.create_each_dir() {
             Err(e) if self.optional && is_permission_error(&e) => {
                 logging::log(
                     logging::Level::Debug,
@@ -104,18 +151,32 @@ impl CgroupManager for Cgroup {
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
-        for dir in &self.handle.dirs {
-            fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
+        if let Driver::Systemd(unit) = &self.driver
+            && let Some(resources) = unit.take_start_resources()
+        {
+            return self.start_unit(unit, pid, &resources);
         }
-        Ok(())
+        self.join(pid)
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        self.plan(resources, Change::Create)?.apply()
+        if let Driver::Systemd(unit) = &self.driver
+            && unit.defer_until_started(resources)
+        {
+            return Ok(());
+        }
+        self.plan(&self.to_set(resources, Change::Create))?.apply()
     }
 
     fn update(&self, resources: &LinuxResources) -> Result<()> {
-        self.plan(resources, Change::Update)?.apply_or_restore()
+        let r = self.to_set(resources, Change::Update);
+        self.plan(&r)?.apply_or_restore()?;
+        // After the files, which a value the kernel refuses leaves as they were: systemd
+        // applies what it accepts at once and would keep it.
+        match &self.driver {
+            Driver::Systemd(unit) => unit.update(&r, self.handle.hierarchy),
+            Driver::Cgroupfs => Ok(()),
+        }
     }
 
     fn freeze(&self) -> Result<()> {
@@ -173,13 +234,18 @@ impl CgroupManager for Cgroup {
         result
     }
 
-    /// Tries every hierarchy even when one fails, so as little as possible is left behind.
+    /// Tries every hierarchy even when one fails (or systemd cannot be reached), so as little
+    /// as possible is left behind.
     fn remove(&self) -> Result<()> {
+        let stopped = match &self.driver {
+            Driver::Systemd(unit) => unit.stop(),
+            Driver::Cgroupfs => Ok(()),
+        };
         let results: Vec<Result<()>> = (self.handle.dirs.iter())
             .filter(|d| d.created)
             .map(|d| fs::remove_cgroup_tree(&d.path))
             .collect();
-        results.into_iter().collect()
+        stopped.and(results.into_iter().collect())
     }
 
     fn handle(&self) -> CgroupHandle {

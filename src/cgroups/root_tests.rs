@@ -63,6 +63,7 @@ impl TestCgroup {
                 created: false,
             }],
             rootless: false,
+            systemd: None,
         };
         Some(Self::from_manager(from_handle(&handle).unwrap()))
     }

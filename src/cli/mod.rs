@@ -38,7 +38,8 @@ pub struct Cli {
     /// Log debug messages too
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported yet)
+    /// Let systemd make the container's cgroup, a transient unit (cgroupsPath is
+    /// slice:prefix:name)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Whether berth lacks privilege over the host, so that it runs containers without a cgroup

@@ -1,0 +1,226 @@
+//! The systemd cgroup driver (`--systemd-cgroup`), checked against a real systemd: in the VM of
+//! `tools/vm/test-systemd`, where the harness passes the flag to every command (see
+//! `common::systemd_cgroup`), the container's unit is read back with `systemctl show`. On a host
+//! without systemd (the development host) the flag must fail cleanly.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::{HookBuilder, HooksBuilder};
+use serde_json::json;
+
+use crate::common::{COMMAND_TIMEOUT, Container, set_args, systemd_cgroup, systemd_unit_loaded};
+
+/// Whether this test runs here: the driver's tests need the harness in systemd mode.
+fn on_systemd() -> bool {
+    if !systemd_cgroup() {
+        println!("skipped: needs a systemd host (tools/vm/test-systemd)");
+    }
+    systemd_cgroup()
+}
+
+/// `systemctl show -p NAME --value UNIT`.
+fn unit_property(unit: &str, name: &str) -> String {
+    let out = Command::new("systemctl")
+        .args(["show", "--property", name, "--value", unit])
+        .output()
+        .expect("run systemctl");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A running container with `resources` merged into the default config's.
+fn sleeper_with(resources: serde_json::Value) -> Container {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        let mut merged = serde_json::to_value(linux.resources()).expect("serialize resources");
+        for (key, value) in resources.as_object().expect("an object") {
+            merged[key] = value.clone();
+        }
+        linux.set_resources(Some(
+            serde_json::from_value(merged).expect("resources parse"),
+        ));
+    });
+    c.start_sleeper();
+    c
+}
+
+#[test]
+fn without_systemd_the_flag_is_a_one_line_error_that_changes_nothing() {
+    if Path::new("/run/systemd/system").exists() {
+        println!("skipped: systemd runs here");
+        return;
+    }
+    let mut c = Container::new();
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let run = |c: &Container| {
+        c.cmd(&["--systemd-cgroup", "run", "--bundle", &bundle, &c.id])
+            .failure()
+    };
+    // The harness's cgroupfs path is no systemd one: refused by name first.
+    let out = run(&c);
+    assert!(out.stderr.contains("linux.cgroupsPath"), "{out}");
+    assert!(out.stderr.contains("slice:prefix:name"), "{out}");
+    let systemd_path = format!("system.slice:berth-it:{}", c.id);
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        linux.set_cgroups_path(Some(PathBuf::from(systemd_path)));
+    });
+    let out = run(&c);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
+    assert!(out.stderr.contains("systemd is not running"), "{out}");
+    assert!(out.stderr.contains("without --systemd-cgroup"), "{out}");
+    assert!(!c.state_dir().exists(), "a state dir was left");
+    let scope = format!("system.slice/berth-it-{}.scope", c.id);
+    let made: Vec<PathBuf> = fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|h| h.path().join(&scope))
+        .chain([Path::new("/sys/fs/cgroup").join(&scope)])
+        .filter(|d| d.exists())
+        .collect();
+    assert!(made.is_empty(), "cgroups were made: {made:?}");
+    c.assert_no_leaks();
+}
+
+#[test]
+fn the_unit_is_a_delegated_scope_with_the_init_and_the_limits() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({
+        "memory": {"limit": 67108864},
+        "pids": {"limit": 20},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
+    }));
+    let unit = c.systemd_unit();
+    assert_eq!(unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(unit_property(&unit, "Slice"), "system.slice");
+    assert_eq!(unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(unit_property(&unit, "MemoryMax"), "67108864");
+    assert_eq!(unit_property(&unit, "TasksMax"), "20");
+    assert_eq!(unit_property(&unit, "CPUWeight"), "100");
+    assert_eq!(unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    let cgroup = format!("/system.slice/{unit}");
+    assert_eq!(unit_property(&unit, "ControlGroup"), cgroup);
+    let state: serde_json::Value = serde_json::from_str(&c.state().success().stdout).unwrap();
+    let pid = state["pid"]
+        .as_i64()
+        .expect("a running container has a pid");
+    let procs = fs::read_to_string(format!("/sys/fs/cgroup{cgroup}/cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "{procs}");
+    let max = fs::read_to_string(format!("/sys/fs/cgroup{cgroup}/memory.max")).unwrap();
+    assert_eq!(max.trim(), "67108864");
+}
+
+#[test]
+fn update_sets_the_units_properties_and_files() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({"memory": {"limit": 67108864}, "pids": {"limit": 20}}));
+    c.cmd(&["update", "--memory", "128M", "--pids-limit", "30", &c.id])
+        .success();
+    let unit = c.systemd_unit();
+    assert_eq!(unit_property(&unit, "MemoryMax"), "134217728");
+    assert_eq!(unit_property(&unit, "TasksMax"), "30");
+    let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
+    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+    assert_eq!(read("memory.max"), "134217728");
+    assert_eq!(read("pids.max"), "30");
+}
+
+#[test]
+fn pause_and_resume_freeze_the_units_cgroup() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({}));
+    let events = Path::new("/sys/fs/cgroup/system.slice")
+        .join(c.systemd_unit())
+        .join("cgroup.events");
+    let frozen = || fs::read_to_string(&events).unwrap().contains("frozen 1");
+    c.cmd(&["pause", &c.id]).success();
+    assert!(frozen());
+    c.cmd(&["resume", &c.id]).success();
+    assert!(!frozen());
+}
+
+#[test]
+fn delete_stops_the_unit() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({}));
+    c.kill("KILL").success();
+    c.wait_for_status("stopped", COMMAND_TIMEOUT);
+    c.delete().success();
+    assert!(
+        !systemd_unit_loaded(&c.systemd_unit()),
+        "the unit is still known"
+    );
+    c.assert_no_leaks();
+}
+
+#[test]
+fn a_killed_create_leaves_nothing_after_delete_force_and_berth_has_one_thread() {
+    if !on_systemd() {
+        return;
+    }
+    // The createRuntime hook runs after the unit started: it records how many threads berth
+    // (its parent) has, then holds `create` there to be killed.
+    let mut c = Container::new();
+    let tasks = c.dir.join("berth-tasks");
+    let hook_pid = c.dir.join("hook-pid");
+    let script = format!(
+        "echo $$ > {pid}; ls /proc/$PPID/task | wc -l > {tasks}.tmp; mv {tasks}.tmp {tasks}; \
+         exec sleep 1000",
+        pid = hook_pid.display(),
+        tasks = tasks.display()
+    );
+    c.configure(|spec| {
+        set_args(spec, &["sleep", "1000"]);
+        let hook = HookBuilder::default()
+            .path(PathBuf::from("/bin/sh"))
+            .args(vec!["sh".into(), "-c".into(), script])
+            .build()
+            .unwrap();
+        let hooks = HooksBuilder::default().create_runtime(vec![hook]).build();
+        spec.set_hooks(Some(hooks.unwrap()));
+    });
+    let bundle = c.bundle.to_str().unwrap();
+    let mut create = c.spawn(&["create", "--bundle", bundle, &c.id]);
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while !tasks.exists() {
+        assert!(Instant::now() < deadline, "the hook never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        systemd_unit_loaded(&c.systemd_unit()),
+        "no unit while create runs"
+    );
+    let _ = kill(Pid::from_raw(create.child.id() as i32), Signal::SIGKILL);
+    let _ = create.child.wait();
+    let hook: i32 = fs::read_to_string(&hook_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = kill(Pid::from_raw(hook), Signal::SIGKILL);
+    assert_eq!(
+        fs::read_to_string(&tasks).unwrap().trim(),
+        "1",
+        "berth's threads"
+    );
+    c.delete_force().success();
+    assert!(
+        !systemd_unit_loaded(&c.systemd_unit()),
+        "the unit is still known"
+    );
+    c.assert_no_leaks();
+}
