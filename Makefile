@@ -15,7 +15,7 @@ BERTH_BIN ?= $(CURDIR)/target/release/berth
 # Tests mostly wait on child processes, so more threads than cores is fine.
 TEST_THREADS ?= 4
 
-.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm test-criu demo install bench bench-vm bench-scale lint require-root
+.PHONY: help build rootfs test test-unit test-integration test-conformance conformance-table test-engines test-vm test-criu test-systemd demo install bench bench-vm bench-scale lint require-root
 
 help:
 	@echo "make build             cargo build --release"
@@ -26,6 +26,7 @@ help:
 	@echo "make conformance-table the suite against berth, runc and crun: the README's table"
 	@echo "make test-engines      Docker and podman run containers with berth, and with runc"
 	@echo "make test-criu         checkpoint/restore tests, in a QEMU VM whose kernel CRIU supports"
+	@echo "make test-systemd      the cgroup tests with --systemd-cgroup, in a VM booted with systemd"
 	@echo "make demo              build, then run a real container with berth"
 	@echo "make install           install berth to $(PREFIX)/sbin"
 	@echo "make bench             berth vs runc vs crun, side by side, + chart (root)"
@@ -77,6 +78,10 @@ test-vm: require-root build rootfs
 # checkpoint/restore with CRIU, in the VM: CRIU cannot dump on every host kernel (tools/vm/README.md).
 test-criu: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-criu
+
+# The cgroup tests again with --systemd-cgroup, in the VM with Debian's systemd as PID 1.
+test-systemd: require-root build rootfs
+	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2 --systemd
 
 demo: build rootfs
 	BERTH_BIN=$(BERTH_BIN) tools/demo
