@@ -1132,3 +1132,40 @@ fn a_4mib_1pid_container_still_runs() {
     c.run_args(&["/bin/true"]).success();
     c.assert_no_leaks();
 }
+
+#[test]
+fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
+    let c = sleeper(json!({}));
+    for dir in cgroup_dirs(&c) {
+        let sub = dir.join("sub");
+        fs::create_dir(&sub).unwrap_or_else(|e| panic!("mkdir {sub:?}: {e}"));
+        // A v1 cpuset cgroup takes no process until it has CPUs and memory nodes.
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if fs::read_to_string(sub.join(file)).is_ok_and(|v| v.trim().is_empty()) {
+                let parent = fs::read_to_string(dir.join(file)).expect("the parent's cpuset");
+                fs::write(sub.join(file), parent.trim()).expect("write the sub-cgroup's cpuset");
+            }
+        }
+    }
+    let cgroups = |flags: &[&str]| -> String {
+        c.exec(flags, &["cat", "/proc/self/cgroup"])
+            .success()
+            .stdout
+    };
+    let everywhere = cgroups(&["--cgroup", "sub"]);
+    assert!(
+        everywhere.lines().all(|line| line.ends_with("/sub")),
+        "not in the sub-cgroup everywhere:\n{everywhere}"
+    );
+    if layout() == Layout::V1 && v1_hierarchy("memory").is_some() {
+        let memory_only = cgroups(&["--cgroup", "memory:sub"]);
+        for line in memory_only.lines() {
+            let memory = line.split(':').nth(1).is_some_and(|c| c == "memory");
+            assert_eq!(line.ends_with("/sub"), memory, "{memory_only}");
+        }
+    }
+    let missing = c.exec(&["--cgroup", "nope"], &["true"]).failure();
+    assert!(missing.stderr.contains("does not exist"), "{missing}");
+    let escaping = c.exec(&["--cgroup", "../x"], &["true"]).failure();
+    assert!(escaping.stderr.contains("--cgroup"), "{escaping}");
+}

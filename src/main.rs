@@ -304,6 +304,7 @@ fn exec(root: &StateRoot, args: cli::ExecArgs) -> Result<i32> {
         console,
         preserve_fds: args.preserve_fds,
         ignore_paused: args.ignore_paused,
+        sub_cgroups: cgroups::SubCgroups::parse(&args.cgroups)?,
     };
     container::exec(root, &args.id, request)
 }

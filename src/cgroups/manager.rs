@@ -10,8 +10,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use super::{
-    CgroupDir, CgroupHandle, CgroupManager, OomWatch, Stats, Version, convert, fs, resources,
-    systemd, v1, v2, writes,
+    CgroupDir, CgroupHandle, CgroupManager, OomWatch, Stats, SubCgroups, Version, convert, fs,
+    resources, systemd, v1, v2, writes,
 };
 use crate::logging;
 use crate::sys::{self, SignalNumber};
@@ -157,6 +157,14 @@ impl CgroupManager for Cgroup {
             return self.start_unit(unit, pid, &resources);
         }
         self.join(pid)
+    }
+
+    fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
+        sub.check_controllers(&self.handle.dirs)?;
+        for dir in &self.handle.dirs {
+            fs::write(&sub.dir_in(dir)?, "cgroup.procs", &pid.to_string())?;
+        }
+        Ok(())
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {

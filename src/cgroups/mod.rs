@@ -20,6 +20,7 @@ mod manager;
 mod oom;
 mod resources;
 mod stats;
+mod sub_cgroup;
 mod systemd;
 mod update;
 mod v1;
@@ -42,6 +43,7 @@ pub use convert::updated_record;
 pub use devices::container_device_rules;
 pub use oom::OomWatch;
 pub use stats::{Event, Stats};
+pub use sub_cgroup::SubCgroups;
 pub use update::UpdateArgs;
 
 /// cgroup v1 or v2 file formats.
@@ -94,8 +96,11 @@ pub trait CgroupManager {
     /// None on pure v1 and when the cgroup existed before. The child is then only in that
     /// hierarchy: call `add_process` as well.
     fn clone_into_fd(&self) -> Option<BorrowedFd<'_>>;
-    /// Moves `pid` into the cgroup in every hierarchy.
+    /// Moves `pid` into the cgroup in every hierarchy (with the systemd driver, the first
+    /// process starts the unit).
     fn add_process(&self, pid: i32) -> Result<()>;
+    /// Moves an exec'd process into the cgroup, or the sub-cgroups `exec --cgroup` names.
+    fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()>;
     /// Applies every field that is set (see `convert::without_unset`) at create, after checking
     /// them all. On error, `remove` undoes what was made.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;

@@ -201,6 +201,10 @@ pub struct ExecArgs {
     /// Exec in a paused container too (the process runs once it is resumed)
     #[arg(long)]
     pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's: PATH in every hierarchy,
+    /// or on cgroup v1 CONTROLLER[,CONTROLLER]:PATH (repeatable)
+    #[arg(long = "cgroup", value_name = "[CONTROLLER:]PATH")]
+    pub cgroups: Vec<String>,
     pub id: String,
     /// The process flags and the command line; declared after the id so the
     /// command's positional arguments come last.

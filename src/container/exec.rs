@@ -18,7 +18,7 @@ use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{StateRoot, Status, write_atomically};
-use crate::cgroups::CgroupManager;
+use crate::cgroups::{CgroupManager, SubCgroups};
 use crate::intelrdt::RdtGroup;
 use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::{self, clone_flag};
@@ -37,6 +37,8 @@ pub struct ExecRequest {
     pub preserve_fds: i32,
     /// Exec in a paused container too.
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to run the process in.
+    pub sub_cgroups: SubCgroups,
 }
 
 /// Returns the exit code berth should exit with (0 when detached).
@@ -85,7 +87,7 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     drop((child_channel, console_for_child));
     if let Some(cgroup) = &target.cgroup {
         trace::timed("cgroup: join (cgroup.procs)", || {
-            cgroup.add_process(pid.as_raw())
+            cgroup.add_exec_process(pid.as_raw(), &request.sub_cgroups)
         })?;
     }
     if let Some(group) = &target.intel_rdt {
