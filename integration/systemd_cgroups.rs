@@ -224,3 +224,72 @@ fn a_killed_create_leaves_nothing_after_delete_force_and_berth_has_one_thread() 
     );
     c.assert_no_leaks();
 }
+
+#[test]
+fn the_readme_example_runs_in_a_scope_with_its_limit() {
+    if !on_systemd() {
+        return;
+    }
+    let c = Container::new();
+    let out = c.run_readme_example("sd-demo").success();
+    assert!(out.stdout.contains("MemoryMax=67108864"), "{out}");
+    let unit = format!("demo-{}.scope", c.id);
+    assert!(
+        !systemd_unit_loaded(&unit),
+        "{unit} outlived delete --force"
+    );
+}
+
+/// podman with `cgroup_manager = "systemd"` (README) and berth as its runtime, from the README's
+/// drop-in, with its own storage in the test's dir.
+fn podman(c: &Container, args: &[&str]) -> std::process::Output {
+    let conf = c.dir.join("containers.conf");
+    if !conf.exists() {
+        let drop_in = crate::common::readme::readme_block("[engine.runtimes]")
+            .replace(
+                "/usr/local/sbin/berth",
+                crate::common::runtime().to_str().unwrap(),
+            )
+            .replace("[engine]\n", "[engine]\ncgroup_manager = \"systemd\"\n");
+        fs::write(&conf, drop_in).unwrap();
+    }
+    let storage = |name: &str| c.dir.join(name).to_str().unwrap().to_string();
+    Command::new("podman")
+        .args(["--root", &storage("storage"), "--runroot", &storage("run")])
+        .args(["--storage-driver", "vfs", "--runtime", "berth"])
+        .args(args)
+        .env("CONTAINERS_CONF", &conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run podman")
+}
+
+#[test]
+fn podman_with_the_systemd_cgroup_manager_runs_a_memory_limited_container() {
+    if !on_systemd() {
+        return;
+    }
+    let c = Container::new();
+    let rootfs = c.bundle.join("rootfs");
+    let import = format!(
+        "tar -C {0} -c . | podman --root {1}/storage --runroot {1}/run \
+         --storage-driver vfs import - localhost/berth-sd:latest",
+        rootfs.display(),
+        c.dir.display()
+    );
+    let out = Command::new("sh").args(["-c", &import]).output().unwrap();
+    assert!(out.status.success(), "import: {out:?}");
+    let run = ["run", "-d", "--network", "none", "--memory", "64m"];
+    let out = podman(
+        &c,
+        &[&run[..], &["localhost/berth-sd:latest", "sleep", "1000"]].concat(),
+    );
+    assert!(out.status.success(), "podman run: {out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let unit = format!("libpod-{id}.scope");
+    let max = unit_property(&unit, "MemoryMax");
+    let removed = podman(&c, &["rm", "--force", "--time", "0", &id]);
+    assert_eq!(max, "67108864", "{unit}");
+    assert!(removed.status.success(), "podman rm: {removed:?}");
+    assert!(!systemd_unit_loaded(&unit), "{unit} outlived podman rm");
+}
