@@ -689,15 +689,19 @@ impl Drop for Container {
         // Bounded: a hanging runtime must not hang the test run (and panicking here while
         // already unwinding would abort it).
         let mut delete = self.spawn(&["delete", "--force", &self.id]);
-        if wait_timeout(&mut delete.child, COMMAND_TIMEOUT).is_none() {
+        let timed_out = wait_timeout(&mut delete.child, COMMAND_TIMEOUT).is_none();
+        if timed_out {
             let _ = delete.child.kill();
             let _ = delete.child.wait();
         }
+        let said = fs::read_to_string(&delete.stderr).unwrap_or_default();
         let leaks = self.settled_leaks();
         self.scrub();
         if !leaks.is_empty() && !std::thread::panicking() {
+            let timed_out = if timed_out { " (timed out)" } else { "" };
             panic!(
-                "after `delete --force`, container {} left behind:\n  {}",
+                "after `delete --force`{timed_out}, container {} left behind:\n  {}\n\
+                 delete --force said: {said}",
                 self.id,
                 leaks.join("\n  ")
             );

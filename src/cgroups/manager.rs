@@ -220,7 +220,11 @@ impl CgroupManager for Cgroup {
             && signal == SignalNumber::KILL
             && dir.path.join("cgroup.kill").exists()
         {
-            return fs::write(&dir.path, "cgroup.kill", "1");
+            return match fs::write(&dir.path, "cgroup.kill", "1") {
+                // systemd removes a unit's cgroup as soon as its last process is gone.
+                Err(e) if is_not_found(&e) => Ok(()),
+                result => result,
+            };
         }
         if self.pids()?.is_empty() {
             return Ok(());
@@ -267,6 +271,12 @@ fn pids_in(dir: &CgroupDir) -> Result<Vec<i32>> {
     pids.sort_unstable();
     pids.dedup();
     Ok(pids)
+}
+
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// The cgroup is not ours to make (EROFS: a read-only cgroupfs, as in a container).
