@@ -109,8 +109,9 @@ def make_bundle(workdir, rootfs, name, args, seccomp=None):
     if seccomp:
         config["linux"]["seccomp"] = seccomp
     config["root"]["path"] = rootfs  # absolute: every bundle shares the one read-only rootfs
-    # Absolute, so no runtime nests it inside the benchmark's own cgroup.
-    config["linux"]["cgroupsPath"] = "/berth-bench"
+    # Absolute, so no runtime nests it inside the benchmark's own cgroup; the run's own, so
+    # that two benchmarks (or a benchmark and the test that runs one) never share it.
+    config["linux"]["cgroupsPath"] = f"/berth-bench-{os.getpid()}"
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return bundle

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod bench;
 mod cgroups;
 mod cli;
 mod console;
