@@ -308,6 +308,22 @@ fn bind(source: &Path, destination: &str) -> Mount {
         .unwrap()
 }
 
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn files_of_the_host_as_stdio_fail_the_dump_clearly_and_keep_the_container() {
+    let mut c = counter();
+    // The harness's stdio: /dev/null and files in the test's directory.
+    c.start_sleeper();
+    let pid = state_pid(&c);
+    let out = checkpoint(&c, &c.dir.join("images"), &[]).failure();
+    assert!(
+        out.stderr
+            .contains("stdio are files of the host (fd 0 is /dev/null"),
+        "{out}"
+    );
+    assert_eq!(state_pid(&c), pid);
+}
+
 /// A PATH without criu.
 const NO_CRIU: &str = "/nonexistent";
 

@@ -80,11 +80,12 @@ pub fn checkpoint(root: &StateRoot, id: &str, mut options: CheckpointOptions) ->
     opts.freeze_cgroup = (container.state.cgroup.as_ref())
         .and_then(|handle| freezer_dir(handle, &criu))
         .map(|dir| dir.to_string_lossy().into_owned());
+    let mut descriptors = Vec::new();
     let kind = if options.pre_dump {
         ReqType::PreDump
     } else {
         opts.ext_mnt = dump_mounts(config, init.pid)?;
-        write_descriptors(&options.criu.image_path, init.pid)?;
+        descriptors = write_descriptors(&options.criu.image_path, init.pid)?;
         ReqType::Dump
     };
     let request = Req {
@@ -96,7 +97,13 @@ pub fn checkpoint(root: &StateRoot, id: &str, mut options: CheckpointOptions) ->
         .run(&request, |notification| {
             signal_lazy_pages_ready(&notification, &mut options.status_fd)
         })
-        .map_err(|err| crate::criu::with_log(err, &dirs.log(DUMP_LOG)))?;
+        .map_err(|err| {
+            let err = crate::criu::with_log(err, &dirs.log(DUMP_LOG));
+            match host_files_hint(&descriptors) {
+                Some(hint) => anyhow::anyhow!("{err:#}\n{hint}"),
+                None => err,
+            }
+        })?;
 
     if !options.leave_running && !options.pre_dump {
         // CRIU killed the processes; what is left is berth's record, the cgroup and hooks.
@@ -263,8 +270,9 @@ fn clean_path(path: &Path) -> String {
     clean.to_string_lossy().into_owned()
 }
 
-/// Records where the init's stdin, stdout and stderr lead, as runc's `descriptors.json`.
-fn write_descriptors(images: &Path, init: i32) -> Result<()> {
+/// Records where the init's stdin, stdout and stderr lead, as runc's `descriptors.json`, and
+/// returns that.
+fn write_descriptors(images: &Path, init: i32) -> Result<Vec<String>> {
     let descriptors: Vec<String> = (0..3)
         .map(|fd| {
             let link = format!("/proc/{init}/fd/{fd}");
@@ -275,7 +283,24 @@ fn write_descriptors(images: &Path, init: i32) -> Result<()> {
         .collect::<Result<_>>()?;
     let path = images.join(DESCRIPTORS_FILE);
     std::fs::write(&path, serde_json::to_vec(&descriptors)?)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(descriptors)
+}
+
+/// The likely cause of a failed dump when the container's stdio are files (not pipes or a
+/// terminal): the caller's, outside the container's mounts, which CRIU cannot dump.
+fn host_files_hint(descriptors: &[String]) -> Option<String> {
+    let files: Vec<String> = (descriptors.iter().enumerate())
+        .filter(|(_, target)| target.starts_with('/') && !target.starts_with("/dev/pts/"))
+        .map(|(fd, target)| format!("fd {fd} is {target}"))
+        .collect();
+    (!files.is_empty()).then(|| {
+        format!(
+            "the container's stdio are files of the host ({}): CRIU dumps pipes and terminals, \
+             not files outside the container",
+            files.join(", ")
+        )
+    })
 }
 
 /// CRIU says its lazy-pages server is ready: tell whoever waits on --status-fd, once.
@@ -294,6 +319,26 @@ fn signal_lazy_pages_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_files_as_stdio_get_the_hint() {
+        let pipes = [
+            "pipe:[1]".to_string(),
+            "pipe:[2]".into(),
+            "/dev/pts/0".into(),
+        ];
+        assert_eq!(host_files_hint(&pipes), None);
+        let files = [
+            "/dev/null".to_string(),
+            "pipe:[2]".into(),
+            "/var/log/x".into(),
+        ];
+        let hint = host_files_hint(&files).unwrap();
+        assert!(
+            hint.contains("fd 0 is /dev/null, fd 2 is /var/log/x"),
+            "{hint}"
+        );
+    }
 
     #[test]
     fn external_namespace_keys_are_runcs() {
