@@ -241,7 +241,11 @@ impl CgroupManager for Cgroup {
             Ok(())
         });
         if !was_frozen || signal == SignalNumber::KILL {
-            self.thaw()?;
+            match self.thaw() {
+                // The signalled processes exited and systemd removed the unit's cgroup.
+                Err(e) if is_not_found(&e) => {}
+                thawed => thawed?,
+            }
         }
         result
     }
