@@ -2,7 +2,7 @@
 //!
 //! Placement (`linux.cgroupsPath`): an absolute path is taken relative to the root of every
 //! hierarchy; a relative one relative to berth's own cgroup in each v1 hierarchy and to its
-//! parent on cgroup2 (as runc does); an absent one becomes `/berth/<id>`.
+//! parent on cgroup2 (as runc does); an absent one becomes `/<id>` (runc).
 
 use anyhow::Result;
 
@@ -80,9 +80,9 @@ mod tests {
         assert_eq!(
             dir_paths(&handle),
             [
-                "/sys/fs/cgroup/cpu/berth/c1",
-                "/sys/fs/cgroup/memory/berth/c1",
-                "/sys/fs/cgroup/unified/berth/c1"
+                "/sys/fs/cgroup/cpu/c1",
+                "/sys/fs/cgroup/memory/c1",
+                "/sys/fs/cgroup/unified/c1"
             ]
         );
         assert_eq!(handle.dirs[2].version, Version::V2);

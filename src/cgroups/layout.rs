@@ -204,9 +204,10 @@ pub enum CgroupPath {
     RelativeToOwn(String),
 }
 
-/// Where berth puts a container whose bundle has no `linux.cgroupsPath`.
+/// Where berth puts a container whose bundle has no `linux.cgroupsPath`: `/<id>`, as runc does.
+/// No shared parent, so `delete` leaves no directory behind.
 pub fn default_cgroup_path(container_id: &str) -> String {
-    clean_cgroup_path(&format!("/berth/{container_id}"))
+    clean_cgroup_path(&format!("/{container_id}"))
 }
 
 impl CgroupPath {
@@ -385,7 +386,7 @@ mod tests {
         assert_eq!(rel.in_hierarchy("/"), "/ctr/x");
         assert_eq!(
             CgroupPath::from_spec(None, "abc"),
-            CgroupPath::Absolute("/berth/abc".into())
+            CgroupPath::Absolute("/abc".into())
         );
         assert_eq!(clean_cgroup_path("/../../etc"), "/etc");
         assert_eq!(parent_cgroup("/user.slice/session-1.scope"), "/user.slice");
