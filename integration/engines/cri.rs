@@ -409,13 +409,20 @@ pub fn resources_and_update(node: &Node) {
 pub fn oom_killed(node: &Node) {
     let pod = node.run_pod("");
     // tail keeps a line without a newline in memory until it ends: it grows past the limit.
-    let script = "head -c 200m /dev/zero | tail";
+    // containerd 1.6's shim watches the cgroup for OOM events only once the start has returned,
+    // so the container waits for a file that an exec creates, which comes after the start.
+    let script = "until [ -e /go ]; do sleep 0.1; done; head -c 200m /dev/zero | tail";
     let container = pod.start_container("hungry", &["sh", "-c", script], |config| {
         config.linux.as_mut().expect("linux config").resources = Some(LinuxContainerResources {
             memory_limit_in_bytes: 32 * 1024 * 1024,
             ..Default::default()
         });
     });
+    let exec = node
+        .cri
+        .exec_sync(&container, &["touch", "/go"], 10)
+        .expect("ExecSync");
+    assert_eq!(exec.exit_code, 0, "{exec:?}");
     let status = pod.wait_for_exit(&container);
     assert_eq!(status.reason, "OOMKilled", "{status:?}");
     pod.remove(&[&container]);

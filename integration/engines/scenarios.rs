@@ -342,16 +342,22 @@ pub fn oom_kill(s: &Session) {
         assert!(oom_control.contains("oom_kill 1"), "{oom_control}");
     }
 
-    // The container outlives dd by a few seconds and exits with its status: Docker 20.10 misses
-    // the OOM event (with runc too) when the container's exit is handled first, and one second
-    // was not always enough on a loaded CI machine (runc's control failed once).
-    let script = format!("{}; status=$?; sleep 3; exit $status", dd.join(" "));
-    let out = s.run(&limit, &["sh", "-c", &script]);
-    assert_eq!(out.code, 137, "{out}");
+    // The container's own process is OOM-killed. containerd 1.6's shim starts watching the
+    // cgroup for OOM events only after `start` returns, so an OOM before that is never reported
+    // (with runc as with berth): the container waits for a file that `exec` creates, which
+    // can only happen after the start. It outlives dd by a second so that the shim sends the
+    // OOM event before the exit event.
+    let script = format!(
+        "until [ -e /go ]; do sleep 0.1; done; {}; status=$?; sleep 1; exit $status",
+        dd.join(" ")
+    );
+    let name = s.start(&limit, &["sh", "-c", &script]);
+    s.exec(&[], &name, &["touch", "/go"]).success();
+    assert_eq!(wait_exit(s, &name), 137);
     // podman 4.3 reports false, with runc as well as berth: conmon 2.1.6 sees the OOM but
     // writes its marker file into its working directory, podman looks for it in the bundle.
     if s.engine.kind == Kind::Docker {
-        assert_eq!(s.inspect(&s.last_name(), "{{.State.OOMKilled}}"), "true");
+        assert_eq!(s.inspect(&name, "{{.State.OOMKilled}}"), "true");
     }
 }
 
