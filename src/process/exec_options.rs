@@ -283,24 +283,28 @@ mod tests {
         assert_eq!(error.to_string(), "--cap \"CAP_BOGUS\": unknown capability");
     }
 
+    /// `exec --process FILE` with `json` in FILE (a temporary file named after `case`), into a
+    /// container whose process is `container_process()`.
+    fn exec_process_from_file(case: &str, json: &str) -> Result<Process> {
+        let path =
+            std::env::temp_dir().join(format!("berth-process-{case}-{}.json", std::process::id()));
+        std::fs::write(&path, json).unwrap();
+        let options = ExecOptions {
+            process: Some(path.clone()),
+            ..Default::default()
+        };
+        let result = exec_process(&options, &container_process());
+        std::fs::remove_file(&path).unwrap();
+        result
+    }
+
     #[test]
     fn a_process_file_inherits_what_it_leaves_out() {
-        let path =
-            std::env::temp_dir().join(format!("berth-process-exec-{}.json", std::process::id()));
-        std::fs::write(
-            &path,
+        let p = exec_process_from_file(
+            "inherits",
             r#"{"user": {"uid": 3, "gid": 3}, "args": ["top"], "cwd": "/"}"#,
         )
         .unwrap();
-        let result = exec_process(
-            &ExecOptions {
-                process: Some(path.clone()),
-                ..Default::default()
-            },
-            &container_process(),
-        );
-        std::fs::remove_file(&path).unwrap();
-        let p = result.unwrap();
         assert_eq!(p.args().as_deref().unwrap(), ["top"]);
         assert_eq!(p.user().uid(), 3);
         assert_eq!(p.capabilities(), container_process().capabilities());
@@ -310,17 +314,7 @@ mod tests {
 
     #[test]
     fn a_bad_process_file_names_the_field() {
-        let path =
-            std::env::temp_dir().join(format!("berth-process-bad-{}.json", std::process::id()));
-        std::fs::write(&path, r#"{"user": {"uid": "x"}, "cwd": "/"}"#).unwrap();
-        let result = exec_process(
-            &ExecOptions {
-                process: Some(path.clone()),
-                ..Default::default()
-            },
-            &container_process(),
-        );
-        std::fs::remove_file(&path).unwrap();
+        let result = exec_process_from_file("bad", r#"{"user": {"uid": "x"}, "cwd": "/"}"#);
         let message = format!("{:#}", result.unwrap_err());
         assert!(message.contains("user.uid"), "{message}");
     }
