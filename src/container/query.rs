@@ -100,10 +100,16 @@ pub fn ps(root: &StateRoot, id: &str, format: OutputFormat, ps_args: &[String]) 
     let (state, _) = load(root, id)?;
     let pids = container_pids(&state)?;
     match format {
-        OutputFormat::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string(&pids)?)?,
+        OutputFormat::Json => writeln!(std::io::stdout(), "{}", pids_json(&pids)?)?,
         OutputFormat::Table => print_ps_table(&pids, ps_args)?,
     }
     Ok(())
+}
+
+/// The pids as JSON, as runc prints them: `null` for none (Go's nil slice).
+fn pids_json(pids: &[i32]) -> Result<String> {
+    let pids = (!pids.is_empty()).then_some(pids);
+    Ok(serde_json::to_string(&pids)?)
 }
 
 /// Every process of the container, from its cgroup.
