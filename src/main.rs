@@ -109,19 +109,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             write_default_spec(&bundle, cli.rootless.as_deref() == Some("true"))?
         }
         Command::Create(args) => {
-            let console = args
-                .console_socket
-                .clone()
+            let console = (args.bundle.console_socket.clone())
                 .map_or(ConsoleTarget::None, ConsoleTarget::Socket);
             container::create(root, &create_options(args, cgroup_options)?, console)?;
         }
         Command::Run(args) => {
             let options = RunOptions {
-                console_socket: absolute(args.create.console_socket.clone())?,
+                console_socket: absolute(args.create.bundle.console_socket.clone())?,
                 create: create_options(args.create, cgroup_options)?,
-                detach: args.detach,
+                detach: args.foreground.detach,
                 keep: args.keep,
-                no_subreaper: args.no_subreaper,
+                no_subreaper: args.foreground.no_subreaper,
             };
             return container::run(root, &options);
         }
@@ -149,15 +147,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             container::checkpoint(root, &id, checkpoint_options(args)?)?
         }
         Command::Restore(args) => {
+            // --no-pivot is accepted, as runc does: CRIU restores the root as it was.
             let options = RestoreOptions {
                 id: args.id,
-                bundle: args.bundle,
+                bundle: args.bundle.bundle,
                 cgroups: cgroup_options,
                 criu: criu_options(args.criu)?,
-                pid_file: absolute(args.pid_file)?,
-                console_socket: absolute(args.console_socket)?,
-                detach: args.detach,
-                no_subreaper: args.no_subreaper,
+                pid_file: absolute(args.bundle.pid_file)?,
+                console_socket: absolute(args.bundle.console_socket)?,
+                detach: args.foreground.detach,
+                no_subreaper: args.foreground.no_subreaper,
             };
             return container::restore(root, &options);
         }
@@ -182,11 +181,11 @@ fn create_options(args: CreateArgs, cgroups: CgroupOptions) -> Result<CreateOpti
     Ok(CreateOptions {
         id: args.id,
         cgroups,
-        bundle: args.bundle,
-        pid_file: absolute(args.pid_file)?,
+        bundle: args.bundle.bundle,
+        pid_file: absolute(args.bundle.pid_file)?,
         pidfd_socket: args.pidfd_socket,
         preserve_fds: args.preserve_fds,
-        no_pivot: args.no_pivot,
+        no_pivot: args.bundle.no_pivot,
         no_new_keyring: args.no_new_keyring,
     })
 }

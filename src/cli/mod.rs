@@ -140,23 +140,42 @@ pub enum OutputFormat {
     Json,
 }
 
+// The flags `create`, `run` and `restore` share: the bundle, and what the caller gets of the
+// container's init. (Plain comments on flattened structs: see the test below.)
 #[derive(Args, Debug)]
-pub struct CreateArgs {
+pub struct BundleArgs {
     /// Bundle directory (holds config.json)
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
     /// Unix socket that receives the pty master
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Unix socket that receives a pidfd of the container's init
-    #[arg(long)]
-    pub pidfd_socket: Option<PathBuf>,
     /// File to write the init's pid to
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
     /// Use MS_MOVE + chroot instead of pivot_root
     #[arg(long)]
     pub no_pivot: bool,
+}
+
+// The flags `run` and `restore` share: whether berth stays the container's parent.
+#[derive(Args, Debug)]
+pub struct ForegroundArgs {
+    /// Return once the container runs (default: wait, and exit with its status)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Do not become a subreaper for the container's orphans
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Unix socket that receives a pidfd of the container's init
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
     /// Do not create a new session keyring
     #[arg(long)]
     pub no_new_keyring: bool,
@@ -170,15 +189,11 @@ pub struct CreateArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub create: CreateArgs,
-    /// Return once the container started
-    #[arg(short, long)]
-    pub detach: bool,
+    #[command(flatten)]
+    pub foreground: ForegroundArgs,
     /// Keep the container after it exited
     #[arg(long)]
     pub keep: bool,
-    /// Do not become a subreaper for the container's orphans
-    #[arg(long)]
-    pub no_subreaper: bool,
 }
 
 #[derive(Args, Debug)]
@@ -287,24 +302,10 @@ pub struct CheckpointArgs {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub criu: CriuArgs,
-    /// Bundle directory (holds config.json)
-    #[arg(short, long, default_value = ".")]
-    pub bundle: PathBuf,
-    /// Unix socket that receives the pty master
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
-    /// Return once the container is restored
-    #[arg(short, long)]
-    pub detach: bool,
-    /// File to write the restored init's pid to
-    #[arg(long)]
-    pub pid_file: Option<PathBuf>,
-    /// Do not become a subreaper for the container's orphans
-    #[arg(long)]
-    pub no_subreaper: bool,
-    /// Accepted for runc compatibility: CRIU restores the root as it was
-    #[arg(long)]
-    pub no_pivot: bool,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub foreground: ForegroundArgs,
     pub id: String,
 }
 
