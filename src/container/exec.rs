@@ -273,6 +273,11 @@ impl ExecChild<'_> {
             let _span = trace::span("console");
             let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;
             process::console::attach_slave(pty)?;
+        } else {
+            // As runc: a session of its own inside the container. What the process leaves
+            // behind is reparented to the container's init, and CRIU refuses to checkpoint a
+            // tree with a session led from outside the container's pid namespace.
+            nix::unistd::setsid().context("setsid")?;
         }
         let prepared = trace::timed("process: limits, cwd, groups, program lookup", || {
             process::prepare(process, None)
