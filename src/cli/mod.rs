@@ -251,7 +251,7 @@ pub struct CriuArgs {
     /// How CRIU treats the cgroups [default: CRIU's, soft]
     #[arg(long, value_enum)]
     pub manage_cgroups_mode: Option<ManageCgroupsMode>,
-    /// Create this namespace without restoring its contents
+    /// Create this namespace without restoring its contents (network: always so, as in runc)
     #[arg(long, value_enum)]
     pub empty_ns: Vec<EmptyNamespace>,
     /// Deduplicate the memory images as they are written or read

@@ -31,7 +31,8 @@ pub struct CriuOptions {
     pub file_locks: bool,
     /// --manage-cgroups-mode (CRIU's default, soft, when not given).
     pub cgroup_mode: CgroupMode,
-    /// --empty-ns: CLONE_NEW* bits of namespaces CRIU creates without restoring what was in them.
+    /// --empty-ns: CLONE_NEW* bits of namespaces CRIU creates without restoring what was in them
+    /// (the network namespace's always, as runc does).
     pub empty_ns: u32,
     pub auto_dedup: bool,
     pub lazy_pages: bool,
@@ -97,7 +98,11 @@ impl CriuOptions {
             tcp_established: Some(self.tcp_established),
             ext_unix_sk: Some(self.ext_unix_sk),
             file_locks: Some(self.file_locks),
-            empty_ns: Some(self.empty_ns),
+            // As runc: the content of the container's own network namespace (devices,
+            // addresses, routes) is neither dumped nor restored: it is made anew, empty, as for
+            // `create`, and the hooks that set it up (Docker's) run again at restore. One
+            // joined by path is external and kept.
+            empty_ns: Some(self.empty_ns | libc::CLONE_NEWNET as u32),
             orphan_pts_master: Some(true),
             auto_dedup: Some(self.auto_dedup),
             lazy_pages: Some(self.lazy_pages),
