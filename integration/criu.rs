@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use oci_spec::runtime::{Mount, MountBuilder};
 
-use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned};
+use crate::common::fd_socket::FdSocket;
+use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned, process_mut};
 
 /// CRIU under the VM's emulated CPU takes seconds, a dump up to about 20.
 const CRIU_TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,9 +33,10 @@ fn counter() -> Container {
 }
 
 /// The far ends of a detached container's stdio: the write end of its stdin, held open so
-/// that it never reads EOF, and the lines of its stdout and stderr (one pipe), read by a thread.
+/// that it never reads EOF, and the lines of its stdout and stderr (one pipe, socket or
+/// terminal), read by a thread.
 struct Pipes {
-    _stdin: OwnedFd,
+    _stdin: Option<OwnedFd>,
     lines: Receiver<String>,
 }
 
@@ -57,20 +59,26 @@ impl Pipes {
                 .stdout(Stdio::from(output_write))
                 .stderr(Stdio::from(output_copy));
         });
+        (Pipes::reading(output_read, Some(stdin_write)), spawned)
+    }
+
+    /// The lines of `output` (a terminal's end with their `\r`), read by a thread until every
+    /// writer is gone (EOF, or EIO from a terminal's master).
+    fn reading(output: impl Into<OwnedFd>, stdin: Option<OwnedFd>) -> Pipes {
+        let output = File::from(output.into());
         let (send, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(File::from(output_read)).lines() {
+            for line in BufReader::new(output).lines() {
                 let Ok(line) = line else { return };
-                if send.send(line).is_err() {
+                if send.send(line.trim_end_matches('\r').to_string()).is_err() {
                     return;
                 }
             }
         });
-        let pipes = Pipes {
-            _stdin: stdin_write,
+        Pipes {
+            _stdin: stdin,
             lines,
-        };
-        (pipes, spawned)
+        }
     }
 
     /// The next number the counter printed; panics on anything else (berth's own error, say).
@@ -324,6 +332,347 @@ fn files_of_the_host_as_stdio_fail_the_dump_clearly_and_keep_the_container() {
     assert_eq!(state_pid(&c), pid);
 }
 
+/// Checks that the counter's dump fails without `flag` (CRIU's error naming it, the container
+/// left running), and that with `flag` on both the dump and the restore it counts on.
+#[track_caller]
+fn needs_to_dump_and_restore(c: &Container, pipes: &Pipes, flag: &str) -> Pipes {
+    let pid = state_pid(c);
+    let images = c.dir.join("images");
+    let out = checkpoint(c, &images, &[]).failure();
+    assert!(out.stderr.contains(flag), "{out}");
+    assert_eq!(state_pid(c), pid, "a failed dump keeps the container");
+
+    let before = pipes.next_number();
+    checkpoint(c, &images, &[flag]).success();
+    let last = pipes.last_number();
+    let restored = restore_detached(c, &images, &[flag]);
+    assert_counts_on(&restored, before, last);
+    restored
+}
+
+/// Adds `capability` to the container's bounding, effective and permitted sets.
+fn grant(c: &Container, capability: &str) {
+    c.configure_json(|config| {
+        for set in ["bounding", "effective", "permitted"] {
+            let set = &mut config["process"]["capabilities"][set];
+            set.as_array_mut()
+                .expect("a capability set")
+                .push(capability.into());
+        }
+    });
+}
+
+/// Sets the container's network namespace to the one at `path`.
+fn join_network(c: &Container, path: &str) {
+    c.configure_json(|config| {
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        let network = namespaces.iter_mut().find(|ns| ns["type"] == "network");
+        network.expect("a network namespace")["path"] = path.into();
+    });
+}
+
+/// Polls `exec sh -c script` until its output contains `wanted`; returns that output.
+#[track_caller]
+fn wait_for_output(c: &Container, script: &str, wanted: &str) -> String {
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let out = c.exec(&[], &["sh", "-c", script]).success();
+        if out.stdout.contains(wanted) {
+            return out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{script}` never printed {wanted:?}:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server and a client in the container keeping a TCP connection over the loopback, a line
+/// a tenth of a second (busybox's nc ends a connection at EOF on its stdin, so both read a
+/// never-ending pipe).
+const TCP_CONNECTION: &str = "(sleep 100000 | nc -l -p 5000 > /dev/null) & sleep 0.5; \
+     (while :; do echo x; sleep 0.1; done) | nc 127.0.0.1 5000 > /dev/null & ";
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn an_established_tcp_connection_needs_tcp_established() {
+    // The network namespace is a second container's, joined by path: CRIU leaves it alone
+    // (external), so the loopback the connection runs over is up again after the restore.
+    let mut network = Container::new();
+    network.start_sleeper();
+    let netns = format!("/proc/{}/ns/net", state_pid(&network));
+    let up = std::process::Command::new("nsenter")
+        .args([&format!("--net={netns}"), "ip", "link", "set", "lo", "up"])
+        .status()
+        .expect("nsenter");
+    assert!(up.success(), "setting the loopback up: {up}");
+    let c = Container::with_args(&["sh", "-c", &format!("{TCP_CONNECTION}{COUNTER}")]);
+    join_network(&c, &netns);
+    let pipes = run_detached(&c);
+    wait_for_output(&c, "netstat -tn", "ESTABLISHED");
+    let _restored = needs_to_dump_and_restore(&c, &pipes, "--tcp-established");
+    wait_for_output(&c, "netstat -tn", "ESTABLISHED");
+}
+
+/// The host's flock(1), run in the container from the host's /usr (bound at /usr) through the
+/// host's dynamic loader: busybox has none. The paths are Debian's on x86_64, the VM's.
+const HOST_FLOCK: [&str; 4] = [
+    "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "--library-path",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/bin/flock",
+];
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn a_held_file_lock_needs_file_locks_and_is_held_again() {
+    let mut args = HOST_FLOCK.to_vec();
+    args.extend(["/lock", "sh", "-c", COUNTER]);
+    let mut c = Container::with_args(&args);
+    let mut usr = bind(Path::new("/usr"), "/usr");
+    usr.set_options(Some(vec!["rbind".into(), "ro".into()]));
+    c.configure(|spec| {
+        spec.mounts_mut().get_or_insert_with(Vec::new).push(usr);
+        // The lock file is made in the rootfs.
+        spec.root_mut().as_mut().unwrap().set_readonly(Some(false));
+    });
+    let pipes = run_detached(&c);
+    let _restored = needs_to_dump_and_restore(&c, &pipes, "--file-locks");
+    let mut try_lock = HOST_FLOCK.to_vec();
+    try_lock.extend(["--nonblock", "/lock", "true"]);
+    let out = c.exec(&[], &try_lock);
+    assert_eq!(out.code, 1, "the restored lock is not held: {out}");
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn a_terminal_container_dumps_with_shell_job_and_restores_onto_a_new_console() {
+    let mut c = counter();
+    c.configure(|spec| {
+        process_mut(spec).set_terminal(Some(true));
+    });
+    let console = FdSocket::bind(&c.dir.join("console.sock"));
+    c.create_with(&["--console-socket", console.path()])
+        .success();
+    let (_, master) = console.receive(COMMAND_TIMEOUT);
+    c.start().success();
+    let terminal = Pipes::reading(master, None);
+    assert_eq!(terminal.next_number(), 1);
+    let before = terminal.next_number();
+    // As podman asks for a terminal container (CRIU does without: the container's session is
+    // its own, led by its init).
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &["--shell-job"]).success();
+    let last = terminal.last_number();
+    let console = FdSocket::bind(&c.dir.join("restored-console.sock"));
+    let bundle = c.bundle.to_str().unwrap();
+    let images = images.to_str().unwrap();
+    #[rustfmt::skip]
+    let args = [
+        "restore", "-d", "--shell-job", "--console-socket", console.path(),
+        "--image-path", images, "--bundle", bundle, &c.id,
+    ];
+    let restoring = c.spawn(&args);
+    let (_, master) = console.receive(CRIU_TIMEOUT);
+    restoring.wait(CRIU_TIMEOUT).success();
+    assert_counts_on(&Pipes::reading(master, None), before, last);
+    state_pid(&c);
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn work_path_gets_criu_logs_and_the_image_path_none() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    let before = pipes.next_number();
+    let (images, work) = (c.dir.join("images"), c.dir.join("work"));
+    let work_flag = work.to_str().unwrap();
+    checkpoint(&c, &images, &["--work-path", work_flag]).success();
+    assert!(
+        work.join("dump.log").is_file(),
+        "no dump.log in --work-path"
+    );
+    assert!(
+        !images.join("dump.log").exists(),
+        "dump.log in --image-path"
+    );
+    let last = pipes.last_number();
+
+    let restored = restore_detached(&c, &images, &["--work-path", work_flag]);
+    assert_counts_on(&restored, before, last);
+    assert!(
+        work.join("restore.log").is_file(),
+        "no restore.log in --work-path"
+    );
+    assert!(
+        !images.join("restore.log").exists(),
+        "restore.log in --image-path"
+    );
+}
+
+/// The disk space the memory pages of the images in `dir` take (what --auto-dedup frees).
+fn allocated_page_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let entries = fs::read_dir(dir).unwrap().map(|entry| entry.unwrap());
+    let pages = entries.filter(|entry| entry.file_name().to_string_lossy().starts_with("pages-"));
+    pages
+        .map(|entry| entry.metadata().unwrap().blocks() * 512)
+        .sum()
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn auto_dedup_frees_the_pages_of_the_parent_the_dump_replaces() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    let pre = c.dir.join("pre");
+    checkpoint(&c, &pre, &["--pre-dump"]).success();
+    let pre_dumped = allocated_page_bytes(&pre);
+    let before = pipes.next_number();
+
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &["--parent-path", "../pre", "--auto-dedup"]).success();
+    let deduplicated = allocated_page_bytes(&pre);
+    assert!(
+        deduplicated < pre_dumped,
+        "the pre-dump's pages take {deduplicated} bytes, {pre_dumped} before the dump"
+    );
+    let last = pipes.last_number();
+    assert_counts_on(&restore_detached(&c, &images, &[]), before, last);
+}
+
+/// `criu page-server` for one dump, in the background; killed on drop if still there.
+struct PageServer {
+    pid_file: PathBuf,
+}
+
+impl PageServer {
+    /// Listens on `port` and writes the pages it receives into `dir`; returns once it
+    /// listens (criu's daemon mode).
+    fn start(dir: &Path, port: u16) -> PageServer {
+        let pid_file = dir.with_extension("pid");
+        let status = std::process::Command::new("criu")
+            .args(["page-server", "--daemon", "--port", &port.to_string()])
+            .arg("--images-dir")
+            .arg(dir)
+            .arg("--pidfile")
+            .arg(&pid_file)
+            .stdin(Stdio::null())
+            .status()
+            .expect("criu page-server");
+        assert!(status.success(), "criu page-server: {status}");
+        PageServer { pid_file }
+    }
+}
+
+impl Drop for PageServer {
+    fn drop(&mut self) {
+        let pid = fs::read_to_string(&self.pid_file).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+fn page_files(dir: &Path) -> Vec<String> {
+    let names = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name());
+    let names = names.map(|name| name.to_string_lossy().into_owned());
+    names.filter(|name| name.starts_with("pages-")).collect()
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn page_server_receives_the_memory_pages() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    let served = c.dir.join("served");
+    fs::create_dir(&served).unwrap();
+    let port = 20_000 + (std::process::id() % 10_000) as u16;
+    let _server = PageServer::start(&served, port);
+    let before = pipes.next_number();
+    let images = c.dir.join("images");
+    let address = format!("127.0.0.1:{port}");
+    checkpoint(&c, &images, &["--page-server", &address]).success();
+    let last = pipes.last_number();
+    assert_eq!(
+        page_files(&images),
+        Vec::<String>::new(),
+        "pages in --image-path"
+    );
+    assert!(
+        !page_files(&served).is_empty(),
+        "the page server got no pages"
+    );
+
+    // The images and what the page server wrote (the pages and their maps) restore.
+    for entry in fs::read_dir(&served).unwrap() {
+        let name = entry.unwrap().file_name();
+        fs::copy(served.join(&name), images.join(&name)).unwrap();
+    }
+    assert_counts_on(&restore_detached(&c, &images, &[]), before, last);
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn manage_cgroups_mode_strict_refuses_the_cgroup_restore_made() {
+    let c = counter();
+    let _pipes = run_detached(&c);
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &[]).success();
+    // berth makes the container's cgroup before CRIU restores into it, as runc does; in
+    // strict mode CRIU will not restore into a cgroup that exists.
+    let mut args = restore_args(&c, &images);
+    args.splice(2..2, ["--manage-cgroups-mode", "strict"]);
+    let out = c.spawn(&args).wait(CRIU_TIMEOUT).failure();
+    assert!(
+        out.stderr.contains("Abort restore of existing cgroups"),
+        "{out}"
+    );
+    assert_eq!(c.status(), None);
+    c.assert_no_leaks();
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn a_restored_network_namespace_starts_empty_as_in_runc() {
+    let c = Container::with_args(&["sh", "-c", &format!("ip link set lo up; {COUNTER}")]);
+    grant(&c, "CAP_NET_ADMIN");
+    let _pipes = run_detached(&c);
+    let lo = "ip -o link show lo";
+    let up = c.exec(&[], &["sh", "-c", lo]).success();
+    assert!(up.stdout.contains(",UP"), "{up}");
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &[]).success();
+
+    let _restored = restore_detached(&c, &images, &[]);
+    let down = c.exec(&[], &["sh", "-c", lo]).success();
+    assert!(
+        !down.stdout.contains(",UP"),
+        "the loopback came back up: {down}"
+    );
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn what_an_exec_leaves_running_is_checkpointed_with_the_container() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    // The shell exits; its sleep is reparented to the container's init.
+    let daemonize = "sleep 1001 < /dev/null > /dev/null 2>&1 &";
+    c.exec(&[], &["sh", "-c", daemonize]).success();
+    let before = pipes.next_number();
+    let images = c.dir.join("images");
+    checkpoint(&c, &images, &[]).success();
+    let last = pipes.last_number();
+
+    assert_counts_on(&restore_detached(&c, &images, &[]), before, last);
+    wait_for_output(&c, "ps -o args", "sleep 1001");
+}
+
 /// A PATH without criu.
 const NO_CRIU: &str = "/nonexistent";
 
@@ -394,7 +743,7 @@ fn a_created_container_cannot_be_checkpointed() {
 }
 
 /// An image directory with what `restore` reads first, and no dump.
-fn images_of_nothing(c: &Container) -> PathBuf {
+pub fn images_of_nothing(c: &Container) -> PathBuf {
     let images = c.dir.join("images");
     fs::create_dir(&images).unwrap();
     fs::write(
@@ -405,7 +754,7 @@ fn images_of_nothing(c: &Container) -> PathBuf {
     images
 }
 
-fn restore_args<'a>(c: &'a Container, images: &'a Path) -> Vec<&'a str> {
+pub fn restore_args<'a>(c: &'a Container, images: &'a Path) -> Vec<&'a str> {
     let bundle = c.bundle.to_str().expect("utf-8 temp dir");
     let images = images.to_str().expect("utf-8 temp dir");
     vec![

@@ -85,6 +85,27 @@ fn update_refuses_rdt_schemas_without_resctrl_and_changes_nothing() {
 }
 
 #[test]
+fn restore_of_a_config_with_intel_rdt_is_refused_without_resctrl() {
+    if has_resctrl() {
+        eprintln!("skipped: this host has resctrl mounted");
+        return;
+    }
+    // berth joins the restored init to its resctrl group (runc leaves it out), so it checks the
+    // host first, as create does.
+    let c = Container::with_args(&["true"]);
+    c.configure_json(|config| config["linux"]["intelRdt"] = json!({"closID": "/"}));
+    let images = crate::criu::images_of_nothing(&c);
+    let out = c.cmd(&crate::criu::restore_args(&c, &images)).failure();
+    assert!(
+        out.stderr
+            .contains("linux.intelRdt: this host has no resctrl filesystem mounted"),
+        "{out}"
+    );
+    assert_eq!(c.status(), None);
+    c.assert_no_leaks();
+}
+
+#[test]
 fn features_lists_intel_rdt_with_schemata_and_monitoring() {
     let c = Container::new();
     let out = c.cmd(&["features"]).success();

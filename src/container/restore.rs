@@ -27,6 +27,7 @@ use crate::criu::{
     CgroupRoot, Criu, CriuOptions, ExtMountMap, Features, InheritFd, JoinNamespace, Notification,
     Opts, Req, ReqType, Session,
 };
+use crate::intelrdt::{self, RdtGroup};
 use crate::rootfs::resolve::{Kind, clean_components, ensure_in_root};
 use crate::spec::{self, Bundle};
 use crate::{hooks, sys};
@@ -50,6 +51,7 @@ pub struct RestoreOptions {
 /// Returns the exit code berth itself should exit with (the container's, in the foreground).
 pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
     let bundle = spec::load(&options.bundle)?;
+    let rdt_group = intelrdt::plan(bundle.linux(), &options.id)?;
     let dirs = options.criu.open_directories(false)?;
     let pipes = stdio_pipes(&options.criu.image_path)?;
     let criu = Criu::find()?;
@@ -83,6 +85,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
         dir: &dir,
         init: None,
         cgroup: None,
+        rdt_group: rdt_group.as_ref(),
     };
     let mut state = State {
         id: options.id.clone(),
@@ -93,7 +96,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
         creator: Some(ProcessId::of(nix::unistd::getpid())?),
         init: None,
         cgroup: Some(cgroup.handle()),
-        intel_rdt: None,
+        intel_rdt: rdt_group.clone(),
         // CRIU restores the mount namespace the container had.
         shared_rootfs: None,
         config: bundle.spec.clone(),
@@ -171,8 +174,9 @@ fn now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }
 
-/// What CRIU reports while it restores: the namespaces exist (the create hooks run, as in
-/// runc), the processes are back (the container now has its init), and a terminal's master.
+/// What CRIU reports while it restores: the namespaces exist (the init joins its Intel RDT
+/// group and the create hooks run, as in runc), the processes are back (the container now has
+/// its init), and a terminal's master.
 fn on_notification(
     notification: Notification,
     state: &mut State,
@@ -182,8 +186,14 @@ fn on_notification(
 ) -> Result<()> {
     match notification.script.as_str() {
         "setup-namespaces" => {
+            let pid = notification.pid.context("setup-namespaces without a pid")?;
+            // The restored init's tasks are forked after this and inherit its resctrl group,
+            // which CRIU knows nothing of (runc leaves restored containers out of theirs).
+            if let Some(group) = &state.intel_rdt {
+                group.create(pid)?;
+            }
             let mut json = state.to_oci_json(Status::Creating);
-            json["pid"] = notification.pid.unwrap_or(0).into();
+            json["pid"] = pid.into();
             let json = serde_json::to_vec(&json)?;
             let hooks = state.config.hooks().as_ref();
             hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json)?;
@@ -406,11 +416,13 @@ impl Drop for CriuRoot {
     }
 }
 
-/// Undoes a failed restore: the restored init dies, the cgroup and the state directory go.
+/// Undoes a failed restore: the restored init dies, the cgroup, the resctrl groups and the
+/// state directory go.
 struct Undo<'a> {
     dir: &'a Path,
     init: Option<(Pid, OwnedFd)>,
     cgroup: Option<Box<dyn CgroupManager>>,
+    rdt_group: Option<&'a RdtGroup>,
 }
 
 impl Undo<'_> {
@@ -427,6 +439,9 @@ impl Drop for Undo<'_> {
         if let Some(cgroup) = &self.cgroup {
             let _ = cgroup.kill_all(sys::SignalNumber::KILL);
             let _ = cgroup.remove();
+        }
+        if let Some(group) = self.rdt_group {
+            let _ = group.remove();
         }
         let _ = std::fs::remove_dir_all(self.dir);
     }
