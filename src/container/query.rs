@@ -7,15 +7,16 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use super::NotFound;
-use super::state::{State, StateRoot};
+use super::state::{ConfigSummary, State, StateRoot};
 use crate::cli::OutputFormat;
 
-fn load(root: &StateRoot, id: &str) -> Result<(State, std::path::PathBuf)> {
+/// The state without the config's body: these commands only report.
+fn load(root: &StateRoot, id: &str) -> Result<(State<ConfigSummary>, std::path::PathBuf)> {
     let dir = root.container_dir(id)?;
     if !dir.exists() {
         return Err(NotFound(id.to_string()).into());
     }
-    Ok((State::load(&dir)?, dir))
+    Ok((State::load_summary(&dir)?, dir))
 }
 
 pub fn state(root: &StateRoot, id: &str) -> Result<()> {
@@ -113,7 +114,7 @@ fn pids_json(pids: &[i32]) -> Result<String> {
 }
 
 /// Every process of the container, from its cgroup.
-fn container_pids(state: &State) -> Result<Vec<i32>> {
+fn container_pids(state: &State<ConfigSummary>) -> Result<Vec<i32>> {
     let cgroup = state
         .cgroup_manager()?
         .context("the container has no cgroup")?;

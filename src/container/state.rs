@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroups::{self, CgroupHandle, CgroupManager};
@@ -141,8 +142,10 @@ impl Status {
     }
 }
 
+/// `Config` is the validated config (`Spec`) for the commands that act on the container, or
+/// [`ConfigSummary`] for those that only report on it.
 #[derive(Serialize, Deserialize)]
-pub struct State {
+pub struct State<Config = Spec> {
     pub id: String,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
@@ -164,10 +167,46 @@ pub struct State {
     #[serde(default)]
     pub shared_rootfs: Option<RootfsBase>,
     /// The validated config, for exec, hooks and delete.
-    pub config: Spec,
+    pub config: Config,
 }
 
-impl State {
+/// Of the recorded config, what `state`, `list` and `ps` print: the rest (thousands of values
+/// in an engine's config) is skipped by the parser, never built.
+#[derive(Deserialize)]
+pub struct ConfigSummary {
+    #[serde(rename = "ociVersion")]
+    oci_version: String,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+}
+
+/// A config's part of the state JSON of the runtime spec.
+pub trait StateJsonSource {
+    fn oci_version(&self) -> &str;
+    fn annotations(&self) -> Option<&HashMap<String, String>>;
+}
+
+impl StateJsonSource for Spec {
+    fn oci_version(&self) -> &str {
+        self.version()
+    }
+
+    fn annotations(&self) -> Option<&HashMap<String, String>> {
+        Spec::annotations(self).as_ref()
+    }
+}
+
+impl StateJsonSource for ConfigSummary {
+    fn oci_version(&self) -> &str {
+        &self.oci_version
+    }
+
+    fn annotations(&self) -> Option<&HashMap<String, String>> {
+        self.annotations.as_ref()
+    }
+}
+
+impl<Config> State<Config> {
     pub fn status(&self, dir: &Path) -> Status {
         let init_alive = self.init.is_some_and(|init| init.is_alive());
         match self.phase {
@@ -189,9 +228,11 @@ impl State {
     pub fn cgroup_manager(&self) -> anyhow::Result<Option<Box<dyn CgroupManager>>> {
         self.cgroup.as_ref().map(cgroups::from_handle).transpose()
     }
+}
 
+impl<Config: StateJsonSource> State<Config> {
     pub fn annotations(&self) -> HashMap<String, String> {
-        self.config.annotations().clone().unwrap_or_default()
+        self.config.annotations().cloned().unwrap_or_default()
     }
 
     /// The state JSON of the runtime spec plus runc's extras (`rootfs`,
@@ -202,7 +243,7 @@ impl State {
             _ => self.init.map_or(0, |init| init.pid),
         };
         let mut json = serde_json::json!({
-            "ociVersion": self.config.version(),
+            "ociVersion": self.config.oci_version(),
             "id": self.id,
             "pid": pid,
             "status": status.name(),
@@ -217,17 +258,30 @@ impl State {
         }
         json
     }
+}
 
+impl State {
     pub fn load(dir: &Path) -> Result<State> {
-        let path = dir.join(STATE_FILE);
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+        read_state(dir)
     }
 
     /// Replaces state.json atomically: readers see the old or the new file, never half.
     pub fn save(&self, dir: &Path) -> Result<()> {
         write_atomically(&dir.join(STATE_FILE), &serde_json::to_vec(self)?)
     }
+}
+
+impl State<ConfigSummary> {
+    /// The state without the config's body: what reporting on a container needs.
+    pub fn load_summary(dir: &Path) -> Result<State<ConfigSummary>> {
+        read_state(dir)
+    }
+}
+
+fn read_state<Config: DeserializeOwned>(dir: &Path) -> Result<State<Config>> {
+    let path = dir.join(STATE_FILE);
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Write to a temporary sibling, then rename over the target.
@@ -338,6 +392,34 @@ mod tests {
             ..me
         };
         assert!(!recycled.is_alive());
+    }
+
+    #[test]
+    fn a_summary_of_a_saved_state_reports_what_the_state_reports() {
+        let mut config = Spec::default();
+        config.set_annotations(Some(HashMap::from([("org.example".into(), "x".into())])));
+        let state = State {
+            id: "summary".into(),
+            bundle: "/bundle".into(),
+            rootfs: "/bundle/rootfs".into(),
+            created: "2026-12-04T11:00:00Z".into(),
+            phase: Phase::Started,
+            creator: None,
+            init: Some(ProcessId {
+                pid: 42,
+                start_time: 1,
+            }),
+            cgroup: None,
+            intel_rdt: None,
+            shared_rootfs: None,
+            config,
+        };
+        let saved = serde_json::to_vec(&state).unwrap();
+        let summary: State<ConfigSummary> = serde_json::from_slice(&saved).unwrap();
+        assert_eq!(
+            summary.to_oci_json(Status::Running),
+            state.to_oci_json(Status::Running)
+        );
     }
 
     #[test]
