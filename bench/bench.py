@@ -269,7 +269,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", metavar="NAME=PATH",
                         help="runtime to compare; the first is the baseline "
-                             "(default: crun=/usr/bin/crun runc=/usr/sbin/runc berth=target/release/berth)")
+                             "(default: crun=/usr/bin/crun runc=/usr/sbin/runc berth=target/dist/berth)")
     parser.add_argument("--rootfs", default=os.path.join(REPO, "build", "rootfs"))
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--lifecycles", type=int, default=20)
@@ -281,7 +281,7 @@ def main():
     specs = opts.runtime or [
         "crun=" + (shutil.which("crun") or "/usr/bin/crun"),
         "runc=" + (shutil.which("runc") or "/usr/sbin/runc"),
-        "berth=" + os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "release", "berth")),
+        "berth=" + os.environ.get("BERTH_BIN", os.path.join(REPO, "target", "dist", "berth")),
     ]
     if os.geteuid() != 0:
         sys.exit("bench: needs root")

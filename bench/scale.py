@@ -47,7 +47,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", metavar="NAME=PATH",
                         default="berth=" + os.environ.get("BERTH_BIN",
-                                                          os.path.join(REPO, "target", "release", "berth")))
+                                                          os.path.join(REPO, "target", "dist", "berth")))
     parser.add_argument("--rootfs", default=os.path.join(REPO, "build", "rootfs"))
     parser.add_argument("--containers", type=int, default=500)
     opts = parser.parse_args()
