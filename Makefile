@@ -37,9 +37,12 @@ help:
 # A static executable (glibc's libc.a, libseccomp.a): no dynamic loader at each start, which
 # cost about half of a `berth state`. berth resolves no user or host names (no NSS). The flag
 # goes to the final link only (cargo rustc): build scripts and proc-macros stay dynamic.
+# pack-relative-relocs: the start-up relocations as a bitmap (DT_RELR) instead of a 300 kB table
+# that every start reads.
 build:
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$$(pkg-config --variable=libdir libseccomp) \
-		$(CARGO) rustc --profile dist --bin berth -- -C target-feature=+crt-static
+		$(CARGO) rustc --profile dist --bin berth -- -C target-feature=+crt-static \
+		-C link-arg=-Wl,-z,pack-relative-relocs
 
 rootfs:
 	tools/mkrootfs $(ROOTFS)
