@@ -13,7 +13,10 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{HookBuilder, HooksBuilder};
 use serde_json::json;
 
-use crate::common::{COMMAND_TIMEOUT, Container, set_args, systemd_cgroup, systemd_unit_loaded};
+use crate::common::{
+    COMMAND_TIMEOUT, Container, Output, set_args, systemd_cgroup, systemd_unit_loaded,
+    systemd_unit_property,
+};
 
 /// Whether this test runs here: the driver's tests need the harness in systemd mode.
 fn on_systemd() -> bool {
@@ -21,15 +24,6 @@ fn on_systemd() -> bool {
         println!("skipped: needs a systemd host (tools/vm/test-systemd)");
     }
     systemd_cgroup()
-}
-
-/// `systemctl show -p NAME --value UNIT`.
-fn unit_property(unit: &str, name: &str) -> String {
-    let out = Command::new("systemctl")
-        .args(["show", "--property", name, "--value", unit])
-        .output()
-        .expect("run systemctl");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A running container with `resources` merged into the default config's.
@@ -88,6 +82,76 @@ fn without_systemd_the_flag_is_a_one_line_error_that_changes_nothing() {
     c.assert_no_leaks();
 }
 
+/// `out` is a one-line error with each of `words`, and the container left nothing behind (no
+/// state, process, cgroup or unit: see `Container::leaks`).
+#[track_caller]
+fn assert_refused_leaving_nothing(c: &Container, out: &Output, words: &[&str]) {
+    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
+    for word in words {
+        assert!(out.stderr.contains(word), "no {word:?} in:\n{out}");
+    }
+    c.assert_no_leaks();
+}
+
+#[test]
+fn a_malformed_cgroups_path_is_a_one_line_error_that_changes_nothing() {
+    if !on_systemd() {
+        return;
+    }
+    let mut c = Container::new();
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        linux.set_cgroups_path(Some(PathBuf::from("system.slice:berth-it")));
+    });
+    let out = c.cmd(&["run", "--bundle", c.bundle.to_str().unwrap(), &c.id]);
+    let words = [
+        "linux.cgroupsPath",
+        "system.slice:berth-it",
+        "slice:prefix:name",
+    ];
+    assert_refused_leaving_nothing(&c, &out, &words);
+}
+
+#[test]
+fn with_the_system_bus_unreachable_the_flag_is_a_one_line_error_that_changes_nothing() {
+    if !on_systemd() {
+        return;
+    }
+    // systemd runs, but in this mount namespace the bus's socket is gone, as when dbus is not
+    // installed or not running.
+    let c = Container::new();
+    let script = "mount -t tmpfs none /run/dbus && exec \"$0\" \"$@\"";
+    let root = c.root.to_str().unwrap();
+    let bundle = c.bundle.to_str().unwrap();
+    let runtime = crate::common::runtime().to_str().unwrap();
+    let args = [
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        runtime,
+        "--root",
+        root,
+        "--systemd-cgroup",
+        "run",
+        "--bundle",
+        bundle,
+        &c.id,
+    ];
+    let out = c
+        .spawn_program(Path::new("unshare"), &args, |_| {})
+        .wait(COMMAND_TIMEOUT);
+    let words = [
+        "--systemd-cgroup",
+        "cannot reach systemd",
+        "without --systemd-cgroup",
+    ];
+    assert_refused_leaving_nothing(&c, &out, &words);
+}
+
 #[test]
 fn the_unit_is_a_delegated_scope_with_the_init_and_the_limits() {
     if !on_systemd() {
@@ -99,15 +163,15 @@ fn the_unit_is_a_delegated_scope_with_the_init_and_the_limits() {
         "cpu": {"shares": 1024, "quota": 50000, "period": 100000},
     }));
     let unit = c.systemd_unit();
-    assert_eq!(unit_property(&unit, "ActiveState"), "active");
-    assert_eq!(unit_property(&unit, "Slice"), "system.slice");
-    assert_eq!(unit_property(&unit, "Delegate"), "yes");
-    assert_eq!(unit_property(&unit, "MemoryMax"), "67108864");
-    assert_eq!(unit_property(&unit, "TasksMax"), "20");
-    assert_eq!(unit_property(&unit, "CPUWeight"), "100");
-    assert_eq!(unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(systemd_unit_property(&unit, "ActiveState"), "active");
+    assert_eq!(systemd_unit_property(&unit, "Slice"), "system.slice");
+    assert_eq!(systemd_unit_property(&unit, "Delegate"), "yes");
+    assert_eq!(systemd_unit_property(&unit, "MemoryMax"), "67108864");
+    assert_eq!(systemd_unit_property(&unit, "TasksMax"), "20");
+    assert_eq!(systemd_unit_property(&unit, "CPUWeight"), "100");
+    assert_eq!(systemd_unit_property(&unit, "CPUQuotaPerSecUSec"), "500ms");
     let cgroup = format!("/system.slice/{unit}");
-    assert_eq!(unit_property(&unit, "ControlGroup"), cgroup);
+    assert_eq!(systemd_unit_property(&unit, "ControlGroup"), cgroup);
     let state: serde_json::Value = serde_json::from_str(&c.state().success().stdout).unwrap();
     let pid = state["pid"]
         .as_i64()
@@ -127,8 +191,8 @@ fn update_sets_the_units_properties_and_files() {
     c.cmd(&["update", "--memory", "128M", "--pids-limit", "30", &c.id])
         .success();
     let unit = c.systemd_unit();
-    assert_eq!(unit_property(&unit, "MemoryMax"), "134217728");
-    assert_eq!(unit_property(&unit, "TasksMax"), "30");
+    assert_eq!(systemd_unit_property(&unit, "MemoryMax"), "134217728");
+    assert_eq!(systemd_unit_property(&unit, "TasksMax"), "30");
     let dir = Path::new("/sys/fs/cgroup/system.slice").join(&unit);
     let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
     assert_eq!(read("memory.max"), "134217728");
@@ -287,7 +351,7 @@ fn podman_with_the_systemd_cgroup_manager_runs_a_memory_limited_container() {
     assert!(out.status.success(), "podman run: {out:?}");
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let unit = format!("libpod-{id}.scope");
-    let max = unit_property(&unit, "MemoryMax");
+    let max = systemd_unit_property(&unit, "MemoryMax");
     let removed = podman(&c, &["rm", "--force", "--time", "0", &id]);
     assert_eq!(max, "67108864", "{unit}");
     assert!(removed.status.success(), "podman rm: {removed:?}");

@@ -804,11 +804,16 @@ fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
 
 /// Whether systemd still knows `unit` (running, failed or merely loaded).
 pub fn systemd_unit_loaded(unit: &str) -> bool {
+    systemd_unit_property(unit, "LoadState") != "not-found"
+}
+
+/// `systemctl show --property NAME --value UNIT`, trimmed.
+pub fn systemd_unit_property(unit: &str, name: &str) -> String {
     let out = Command::new("systemctl")
-        .args(["show", "--property=LoadState", "--value", unit])
+        .args(["show", "--property", name, "--value", unit])
         .output()
         .expect("run systemctl");
-    String::from_utf8_lossy(&out.stdout).trim() != "not-found"
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Cgroup dirs can only be removed leaf first, with rmdir (their files are not removable).
