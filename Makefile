@@ -86,7 +86,8 @@ test-vm: require-root build rootfs
 test-criu: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-criu
 
-# The cgroup tests again with --systemd-cgroup, in the VM with Debian's systemd as PID 1.
+# The cgroup tests again with --systemd-cgroup, in the VM with Debian's systemd as PID 1, and
+# Docker with systemd's cgroup driver running containers with berth (and runc).
 test-systemd: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2 --systemd
 

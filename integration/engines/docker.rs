@@ -2,15 +2,17 @@
 //! a private containerd, the everyday scenarios of `scenarios` and Docker's own.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::common::{systemd_unit_loaded, systemd_unit_property};
 use crate::harness::containerd::Containerd;
 use crate::harness::daemon::Daemon;
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
 use crate::harness::{
-    Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_snippet,
+    Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_block,
+    readme_snippet,
 };
 
 /// The Docker CLI of Debian's docker.io (not whatever `docker` comes first in PATH).
@@ -19,22 +21,60 @@ const DOCKER_CLI: &str = "/usr/bin/docker";
 /// The private Docker of this test process, started on first use.
 pub fn docker() -> &'static Engine {
     static DOCKER: OnceLock<Engine> = OnceLock::new();
-    DOCKER.get_or_init(start)
+    DOCKER.get_or_init(|| start(CgroupDriver::Cgroupfs))
 }
 
-/// Starts containerd and dockerd with everything under `private_dir("docker")`, berth
-/// registered as runtime `berth` (runc is Docker's built-in `runc`), no networking set up
-/// (no bridge, no iptables), overlay2 storage where it works, containers under the cgroup `/berth-engines-<pid>-docker`; loads
-/// the test image; registers the teardown.
-fn start() -> Engine {
-    let dir = private_dir("docker");
-    let cgroup_parent = format!("/berth-engines-{}-docker", std::process::id());
+/// Another private Docker, with README.md's line for systemd hosts: needs systemd as PID 1
+/// (`make test-systemd`).
+pub fn docker_systemd() -> &'static Engine {
+    static DOCKER: OnceLock<Engine> = OnceLock::new();
+    DOCKER.get_or_init(|| start(CgroupDriver::Systemd))
+}
+
+/// Who makes the containers' cgroups: dockerd's `native.cgroupdriver`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CgroupDriver {
+    /// Docker's default on cgroup v1 hosts: cgroup dirs below `--cgroup-parent`.
+    Cgroupfs,
+    /// systemd: each container is a scope `docker-<id>.scope` in the slice `--cgroup-parent`
+    /// names, and dockerd's shim passes `--systemd-cgroup` to the runtime.
+    Systemd,
+}
+
+/// Starts containerd and dockerd with everything under a private dir, berth registered as
+/// runtime `berth` (runc is Docker's built-in `runc`), no networking set up (no bridge, no
+/// iptables), overlay2 storage where it works, containers under a cgroup parent of this
+/// process (`/berth-engines-<pid>-docker`, or the slice `berth_engines_<pid>_docker.slice` with
+/// systemd); loads the test image; registers the teardown.
+fn start(driver: CgroupDriver) -> Engine {
+    let (dir, parent_arg, cgroup_parent) = match driver {
+        CgroupDriver::Cgroupfs => {
+            let parent = format!("/berth-engines-{}-docker", std::process::id());
+            (private_dir("docker"), parent.clone(), parent)
+        }
+        CgroupDriver::Systemd => {
+            // No `-` in the name: systemd would nest the slice in parent slices.
+            let slice = format!("berth_engines_{}_docker.slice", std::process::id());
+            (
+                private_dir("docker-systemd"),
+                slice.clone(),
+                format!("/{slice}"),
+            )
+        }
+    };
     let containerd = Containerd::start(&dir.join("containerd"), false, "");
 
-    // README.md's daemon.json, plus where dockerd 20.10 keeps its identity key (default
-    // /etc/docker/key.json).
+    // README.md's daemon.json (and its systemd line), plus where dockerd 20.10 keeps its
+    // identity key (default /etc/docker/key.json).
     let mut config: serde_json::Value = serde_json::from_str(&readme_snippet(r#""runtimes""#))
         .expect("README.md's daemon.json snippet is JSON");
+    if driver == CgroupDriver::Systemd {
+        let systemd: serde_json::Value = serde_json::from_str(&readme_block(r#""exec-opts""#))
+            .expect("README.md's daemon.json line for systemd is JSON");
+        for (key, value) in systemd.as_object().expect("a JSON object") {
+            config[key] = value.clone();
+        }
+    }
     config["deprecated-key-path"] = dir.join("key.json").to_str().into();
     let config_file = dir.join("daemon.json");
     fs::write(&config_file, config.to_string()).expect("write daemon.json");
@@ -59,7 +99,7 @@ fn start() -> Engine {
         .args(["--storage-driver", storage_driver])
         .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
         .args(["--ip-masq=false", "--ip-forward=false"])
-        .args(["--cgroup-parent", &cgroup_parent])
+        .args(["--cgroup-parent", &parent_arg])
         .current_dir(&dir);
     let cli_config = dir.join("cli");
     let engine = Engine {
@@ -74,29 +114,37 @@ fn start() -> Engine {
             .map(|r| (r, exec_root.join("runtime-runc/moby")))
             .into(),
     };
+    let io = dir.join("io");
     let info = |engine: &Engine| {
         engine
-            .spawn(&["info"], &dir.join("io"), "info", |_| {})
+            .spawn(&["info"], &io, "info", |_| {})
             .wait(ENGINE_TIMEOUT)
     };
     let dockerd = Daemon::start("dockerd", dockerd, &dir.join("dockerd.log"), || {
         info(&engine).code == 0
     });
     let teardown_engine = engine.clone();
-    at_exit(move || teardown(&teardown_engine, dockerd, containerd));
+    let teardown_dir = dir.clone();
+    at_exit(move || teardown(&teardown_engine, &teardown_dir, driver, dockerd, containerd));
 
     let tar = image_tar().to_str().expect("utf-8 run dir");
     let load = engine
-        .spawn(&["load", "--input", tar], &dir.join("io"), "load", |_| {})
+        .spawn(&["load", "--input", tar], &io, "load", |_| {})
         .wait(ENGINE_TIMEOUT);
     assert_eq!(load.code, 0, "docker load failed:\n{load}");
     engine
 }
 
 /// Removes every container of this Docker, stops dockerd and containerd by PID, and removes
-/// what they leave; returns what should not have been there.
-fn teardown(engine: &Engine, dockerd: Daemon, containerd: Containerd) -> Vec<String> {
-    let dir = private_dir("docker");
+/// what they leave in `dir` and below its cgroup parent (with systemd a slice, then stopped so
+/// that systemd forgets it); returns what should not have been there.
+fn teardown(
+    engine: &Engine,
+    dir: &Path,
+    driver: CgroupDriver,
+    dockerd: Daemon,
+    containerd: Containerd,
+) -> Vec<String> {
     let io = dir.join("io");
     let mut leftovers = Vec::new();
     let ps = engine
@@ -117,7 +165,14 @@ fn teardown(engine: &Engine, dockerd: Daemon, containerd: Containerd) -> Vec<Str
     }
     leftovers.extend(dockerd.stop());
     leftovers.extend(containerd.daemon.stop());
-    leftovers.extend(engine.leftovers(&[], &dir));
+    leftovers.extend(engine.leftovers(&[], dir));
+    if driver == CgroupDriver::Systemd {
+        let slice = engine.cgroup_parent.trim_start_matches('/');
+        let stop = Command::new("systemctl").args(["stop", slice]).output();
+        if !stop.as_ref().is_ok_and(|out| out.status.success()) {
+            leftovers.push(format!("systemctl stop {slice}: {stop:?}"));
+        }
+    }
     leftovers
 }
 
@@ -165,5 +220,59 @@ pub mod own {
             s.exec(&[], &name, &["echo", "alive"]).success().stdout,
             "alive\n"
         );
+    }
+}
+
+/// Docker with the systemd cgroup driver (README.md's `exec-opts` line), on a host with systemd
+/// as PID 1: the shared scenarios that set, read, change and freeze limits, and that each
+/// container is a scope of systemd with its limits. Ignored elsewhere; `make test-systemd` runs
+/// them.
+pub mod systemd {
+    use super::*;
+
+    engine_scenarios! {
+        #[ignore = "needs systemd as PID 1: make test-systemd"]
+        engine: docker_systemd(), session: Session, scenarios: crate::scenarios;
+            memory_limit,
+            cpu_limit,
+            oom_kill,
+            update,
+            pause_unpause,
+            stats,
+            rm_force_paused,
+    }
+
+    pub mod own {
+        use super::*;
+
+        engine_scenarios! {
+            #[ignore = "needs systemd as PID 1: make test-systemd"]
+            engine: docker_systemd(), session: Session, scenarios: crate::docker::systemd::own;
+                a_container_is_a_scope_with_its_limits,
+        }
+
+        /// The container runs in `docker-<id>.scope` in Docker's slice, whose properties hold
+        /// its limits (systemd enforces them, not only the cgroup files); `rm` stops the unit.
+        pub fn a_container_is_a_scope_with_its_limits(s: &Session) {
+            assert_eq!(
+                s.cli(&["info", "--format", "{{.CgroupDriver}}"])
+                    .success()
+                    .stdout
+                    .trim(),
+                "systemd"
+            );
+            let name = s.sleeper(&["--memory", "64m", "--pids-limit", "20"]);
+            let id = s.id(&name).expect("a running container has an id");
+            let unit = format!("docker-{id}.scope");
+            let slice = s.engine.cgroup_parent.trim_start_matches('/');
+            let membership = fs::read_to_string(format!("/proc/{}/cgroup", s.pid(&name)))
+                .expect("read the container's /proc/PID/cgroup");
+            assert_eq!(membership.trim(), format!("0::/{slice}/{unit}"));
+            assert_eq!(systemd_unit_property(&unit, "Slice"), slice);
+            assert_eq!(systemd_unit_property(&unit, "MemoryMax"), "67108864");
+            assert_eq!(systemd_unit_property(&unit, "TasksMax"), "20");
+            s.cli(&s.engine.rm_args(&name)).success();
+            assert!(!systemd_unit_loaded(&unit), "{unit} outlived `docker rm`");
+        }
     }
 }

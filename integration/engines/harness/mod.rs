@@ -72,13 +72,15 @@ pub fn registered_berth() -> &'static Path {
 }
 
 /// Generates one `#[test]` per scenario and runtime: `berth::<scenario>` and `runc::<scenario>`,
-/// each calling `$scenarios::<scenario>(&Session::new(&$engine, runtime))`.
+/// each calling `$scenarios::<scenario>(&Session::new(&$engine, runtime))`. Attributes before
+/// `engine:` go on every test (`#[ignore = "…"]` for a suite that needs another host).
 ///
 /// A scenario that berth fails because of a known, open bug is marked
 /// `#[known_bug("issue N.M: what")]`: its berth test is then `#[ignore]`d (run it with
 /// `-- --ignored`), its runc control still runs. Remove the mark when the fix lands.
 macro_rules! engine_scenarios {
     (
+        @every $every:tt
         engine: $engine:expr, session: $session:path, scenarios: $scenarios:path;
         $( $(#[known_bug($why:literal)])? $name:ident, )*
     ) => {
@@ -86,11 +88,13 @@ macro_rules! engine_scenarios {
             #[allow(unused_imports)]
             use super::*;
             $(
-                #[test]
-                $(#[ignore = $why])?
-                fn $name() {
-                    use $scenarios as scenarios;
-                    scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Berth));
+                $crate::harness::with_attributes! { $every
+                    #[test]
+                    $(#[ignore = $why])?
+                    fn $name() {
+                        use $scenarios as scenarios;
+                        scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Berth));
+                    }
                 }
             )*
         }
@@ -98,16 +102,38 @@ macro_rules! engine_scenarios {
             #[allow(unused_imports)]
             use super::*;
             $(
-                #[test]
-                fn $name() {
-                    use $scenarios as scenarios;
-                    scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Runc));
+                $crate::harness::with_attributes! { $every
+                    #[test]
+                    fn $name() {
+                        use $scenarios as scenarios;
+                        scenarios::$name(&<$session>::new(&$engine, $crate::harness::Runtime::Runc));
+                    }
                 }
             )*
         }
     };
+    (
+        $(#[$every:meta])*
+        engine: $engine:expr, session: $session:path, scenarios: $scenarios:path;
+        $( $(#[known_bug($why:literal)])? $name:ident, )*
+    ) => {
+        $crate::harness::engine_scenarios! {
+            @every [$(#[$every])*]
+            engine: $engine, session: $session, scenarios: $scenarios;
+            $( $(#[known_bug($why)])? $name, )*
+        }
+    };
 }
 pub(crate) use engine_scenarios;
+
+/// `item` with the attributes in brackets before it (a macro may not repeat a list of
+/// attributes inside another repetition; it can pass them on as one bracketed group).
+macro_rules! with_attributes {
+    ([$(#[$attribute:meta])*] $item:item) => {
+        $(#[$attribute])* $item
+    };
+}
+pub(crate) use with_attributes;
 
 /// This test process's directory for daemons, the image and test files:
 /// `/tmp/berth-engines-<pid>`, short because unix socket paths inside must stay < 108 bytes.
