@@ -13,6 +13,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{HookBuilder, HooksBuilder};
 use serde_json::json;
 
+use crate::common::readme::readme_block;
 use crate::common::{
     COMMAND_TIMEOUT, Container, Output, set_args, systemd_cgroup, systemd_unit_loaded,
     systemd_unit_property,
@@ -304,17 +305,17 @@ fn the_readme_example_runs_in_a_scope_with_its_limit() {
     );
 }
 
-/// podman with `cgroup_manager = "systemd"` (README) and berth as its runtime, from the README's
-/// drop-in, with its own storage in the test's dir.
+/// podman with README.md's `cgroup_manager = "systemd"` and berth as its runtime, from the
+/// README's drop-in, with its own storage in the test's dir.
 fn podman(c: &Container, args: &[&str]) -> std::process::Output {
     let conf = c.dir.join("containers.conf");
     if !conf.exists() {
-        let drop_in = crate::common::readme::readme_block("[engine.runtimes]")
+        let drop_in = readme_block("[engine.runtimes]")
             .replace(
                 "/usr/local/sbin/berth",
                 crate::common::runtime().to_str().unwrap(),
             )
-            .replace("[engine]\n", "[engine]\ncgroup_manager = \"systemd\"\n");
+            .replace("[engine]\n", &readme_block("cgroup_manager"));
         fs::write(&conf, drop_in).unwrap();
     }
     let storage = |name: &str| c.dir.join(name).to_str().unwrap().to_string();

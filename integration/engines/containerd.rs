@@ -29,8 +29,8 @@ use nix::unistd::Pid;
 use crate::common::{self, Output};
 use crate::harness::daemon::Daemon;
 use crate::harness::{
-    IMAGE, README_BERTH, Runtime, cgroup, engine_scenarios, image_tar, private_dir, readme_block,
-    registered_berth, run_dir, traces,
+    CgroupDriver, IMAGE, README_BERTH, Runtime, cgroup, engine_scenarios, image_tar, private_dir,
+    readme_block, registered_berth, run_dir, stop_slice, traces,
 };
 
 /// The CRI sandbox ("pause") image: the test image sleeping, as pause does, until killed.
@@ -80,6 +80,9 @@ pub struct Containerd {
     pub runtime: Runtime,
     /// Unique on the host: the ctr namespace, and the top cgroup of every container it runs.
     pub name: String,
+    /// The CRI plugin's: with systemd (README.md's `SystemdCgroup = true`), pods are slices and
+    /// containers scopes below the slice `<name>.slice`.
+    driver: CgroupDriver,
     dir: PathBuf,
     daemon: Daemon,
 }
@@ -88,22 +91,34 @@ impl Containerd {
     /// Starts a containerd whose runc is `runtime`, with the test image imported for ctr and
     /// both images for CRI.
     pub fn new(images: &Images, runtime: Runtime) -> Self {
+        Self::with_driver(images, runtime, CgroupDriver::Cgroupfs)
+    }
+
+    /// Like [`new`](Self::new), with the CRI plugin's cgroup driver `driver`.
+    pub fn with_driver(images: &Images, runtime: Runtime, driver: CgroupDriver) -> Self {
         static DAEMONS: AtomicUsize = AtomicUsize::new(0);
         let n = DAEMONS.fetch_add(1, Ordering::Relaxed);
         let dir = private_dir(&format!("containerd-{n}"));
-        let name = format!("berth-engines-{}-containerd-{n}", std::process::id());
+        // No `-` with systemd: it would nest the slice in parent slices.
+        let name = match driver {
+            CgroupDriver::Cgroupfs => {
+                format!("berth-engines-{}-containerd-{n}", std::process::id())
+            }
+            CgroupDriver::Systemd => format!("berth_engines_{}_containerd_{n}", std::process::id()),
+        };
         fs::create_dir_all(dir.join("net.d")).expect("create the CNI config dir");
-        write_config(&dir, runtime);
+        write_config(&dir, runtime, driver);
         let socket = dir.join("containerd.sock");
         let daemon = Daemon::start(
             "containerd",
-            private_namespaces_command(&dir.join("config.toml")),
+            private_namespaces_command(&dir, driver),
             &dir.join("containerd.log"),
             || UnixStream::connect(&socket).is_ok(),
         );
         let containerd = Containerd {
             runtime,
             name,
+            driver,
             dir,
             daemon,
         };
@@ -130,9 +145,34 @@ impl Containerd {
         self.daemon.log_tail()
     }
 
-    /// The cgroup parent of pods (the kubelet's `/kubepods/...`).
+    /// The cgroup parent of pods (the kubelet's `/kubepods/...`, or with systemd
+    /// `/kubepods.slice/kubepods-....slice`).
     pub fn pods_cgroup(&self) -> String {
-        format!("/{}/{PODS_CGROUP}", self.name)
+        format!("/{}/{}", self.top_cgroup(), self.pods_leaf())
+    }
+
+    /// The cgroup of CRI container (or sandbox) `id`.
+    pub fn container_cgroup(&self, id: &str) -> String {
+        match self.driver {
+            CgroupDriver::Cgroupfs => format!("{}/{id}", self.pods_cgroup()),
+            CgroupDriver::Systemd => format!("{}/cri-containerd-{id}.scope", self.pods_cgroup()),
+        }
+    }
+
+    /// The cgroup below which everything of this daemon's containers is.
+    fn top_cgroup(&self) -> String {
+        match self.driver {
+            CgroupDriver::Cgroupfs => self.name.clone(),
+            CgroupDriver::Systemd => format!("{}.slice", self.name),
+        }
+    }
+
+    /// The last part of [`pods_cgroup`](Self::pods_cgroup).
+    fn pods_leaf(&self) -> String {
+        match self.driver {
+            CgroupDriver::Cgroupfs => PODS_CGROUP.to_string(),
+            CgroupDriver::Systemd => format!("{}-{PODS_CGROUP}.slice", self.name),
+        }
     }
 
     /// Where CRI writes the logs of pod `pod`'s containers (the kubelet's /var/log/pods/...).
@@ -294,7 +334,7 @@ impl Containerd {
     fn cgroup_trees(&self) -> Vec<PathBuf> {
         common::cgroup_hierarchies()
             .into_iter()
-            .map(|hierarchy| hierarchy.join(&self.name))
+            .map(|hierarchy| hierarchy.join(self.top_cgroup()))
             .filter(|tree| tree.is_dir())
             .collect()
     }
@@ -328,7 +368,7 @@ impl Containerd {
                 .map(|pid| format!("process {pid}: {}", common::describe_process(pid)))
                 .collect();
             for tree in self.cgroup_trees() {
-                let pods = tree.join(PODS_CGROUP);
+                let pods = tree.join(self.pods_leaf());
                 leftovers.extend(
                     (dirs_under(&tree).into_iter().skip(1))
                         .filter(|dir| *dir != pods)
@@ -358,7 +398,10 @@ impl Drop for Containerd {
         }
         self.daemon.stop();
         traces::kill_processes_mentioning(&self.dir.to_string_lossy());
-        traces::remove_cgroup_parent(&self.name, &[]);
+        traces::remove_cgroup_parent(&self.top_cgroup(), &[]);
+        if self.driver == CgroupDriver::Systemd {
+            stop_slice(&self.top_cgroup());
+        }
         traces::scrub_dir(&self.dir);
         if !leftovers.is_empty() && !std::thread::panicking() {
             panic!(
@@ -371,23 +414,46 @@ impl Drop for Containerd {
     }
 }
 
-/// containerd in a private mount and network namespace (see the module docs). `unshare` and
-/// `sh` exec, so the daemon's pid is containerd's.
-fn private_namespaces_command(config: &Path) -> Command {
-    let script = "mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /var/lib && \
-                  ip link set lo up && exec containerd --config \"$0\"";
+/// containerd in a private mount and network namespace (see the module docs), its config in
+/// `dir`. `unshare` and `sh` exec, so the daemon's pid is containerd's. With systemd, the
+/// runtimes must reach it through the private /run: systemd's and the system bus's dirs are
+/// moved in.
+fn private_namespaces_command(dir: &Path, driver: CgroupDriver) -> Command {
+    let private_run = match driver {
+        CgroupDriver::Cgroupfs => "mount -t tmpfs tmpfs /run",
+        CgroupDriver::Systemd => {
+            "mkdir -p \"$1/systemd\" \"$1/dbus\" && mount --bind /run/systemd \"$1/systemd\" && \
+             mount --bind /run/dbus \"$1/dbus\" && mount -t tmpfs tmpfs /run && \
+             mkdir /run/systemd /run/dbus && mount --move \"$1/systemd\" /run/systemd && \
+             mount --move \"$1/dbus\" /run/dbus"
+        }
+    };
+    let script = format!(
+        "{private_run} && mount -t tmpfs tmpfs /var/lib && ip link set lo up && \
+         exec containerd --config \"$0\""
+    );
     let mut command = Command::new("unshare");
     command
         .args(["--mount", "--net", "--propagation", "private"])
-        .args(["sh", "-c", script])
-        .arg(config);
+        .args(["sh", "-c", &script])
+        .arg(dir.join("config.toml"))
+        .arg(dir.join("host-run"));
     command
 }
 
-/// README.md's containerd snippet with the runtime under test, plus a private daemon's dirs
-/// and sockets and the CRI plugin's settings for a node without a registry.
-fn write_config(dir: &Path, runtime: Runtime) {
-    let snippet = readme_block("io.containerd.runc.v2").replace(README_BERTH, &binary(runtime));
+/// README.md's containerd snippet with the runtime under test (and with systemd, the line of its
+/// systemd snippet), plus a private daemon's dirs and sockets and the CRI plugin's settings for
+/// a node without a registry.
+fn write_config(dir: &Path, runtime: Runtime, driver: CgroupDriver) {
+    let mut snippet = readme_block("io.containerd.runc.v2").replace(README_BERTH, &binary(runtime));
+    if driver == CgroupDriver::Systemd {
+        let systemd = readme_block("SystemdCgroup = true");
+        let line = |block: &str| {
+            let line = block.lines().find(|l| l.contains("SystemdCgroup"));
+            line.expect("a SystemdCgroup line").to_string()
+        };
+        snippet = snippet.replace(&line(&snippet), &line(&systemd));
+    }
     let config = format!(
         r#"root = "{dir}/root"
 state = "{dir}/state"

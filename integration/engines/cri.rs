@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use crate::common;
 use crate::containerd::{Containerd, Images, images};
 use crate::cri_client::Cri;
-use crate::harness::{IMAGE, Runtime, cgroup, engine_scenarios};
+use crate::harness::{CgroupDriver, IMAGE, Runtime, cgroup, engine_scenarios};
 
 /// The DNS search domain pods get; it shows in their /etc/resolv.conf.
 const DNS_SEARCH: &str = "berth.test";
@@ -37,7 +37,11 @@ pub struct Node {
 
 impl Node {
     pub fn new(images: &Images, runtime: Runtime) -> Self {
-        let containerd = Containerd::new(images, runtime);
+        Self::with_driver(images, runtime, CgroupDriver::Cgroupfs)
+    }
+
+    fn with_driver(images: &Images, runtime: Runtime, driver: CgroupDriver) -> Self {
+        let containerd = Containerd::with_driver(images, runtime, driver);
         let cri = Cri::connect(&containerd.socket());
         Node { containerd, cri }
     }
@@ -161,7 +165,7 @@ impl Pod<'_> {
     /// Host pids of container or sandbox `id` (its cgroup is below the pods' parent).
     fn pids_of(&self, id: &str) -> Vec<i32> {
         let containerd = &self.node.containerd;
-        containerd.cgroup_pids(&format!("{}/{id}", containerd.pods_cgroup()))
+        containerd.cgroup_pids(&containerd.container_cgroup(id))
     }
 
     /// The kubelet's teardown: remove the containers, stop and remove the sandbox (then nothing
@@ -463,4 +467,76 @@ engine_scenarios! {
     security_context,
     resources_and_update,
     oom_killed,
+}
+
+/// The kubelet and containerd's CRI with systemd's cgroup driver (README.md's
+/// `SystemdCgroup = true`), on a host with systemd as PID 1: pods are slices, containers scopes
+/// in them. Ignored elsewhere; `make test-systemd` runs them.
+pub mod systemd {
+    use std::ops::Deref;
+
+    use super::*;
+    use crate::common::{systemd_unit_loaded, systemd_unit_property};
+
+    /// A [`Node`] whose CRI plugin uses systemd's cgroup driver.
+    pub struct SystemdNode(Node);
+
+    impl SystemdNode {
+        pub fn new(images: &Images, runtime: Runtime) -> Self {
+            SystemdNode(Node::with_driver(images, runtime, CgroupDriver::Systemd))
+        }
+    }
+
+    impl Deref for SystemdNode {
+        type Target = Node;
+
+        fn deref(&self) -> &Node {
+            &self.0
+        }
+    }
+
+    engine_scenarios! {
+        #[ignore = "needs systemd as PID 1: make test-systemd"]
+        engine: images(), session: SystemdNode, scenarios: crate::cri;
+            pod_lifecycle,
+            resources_and_update,
+    }
+
+    pub mod own {
+        use super::*;
+
+        engine_scenarios! {
+            #[ignore = "needs systemd as PID 1: make test-systemd"]
+            engine: images(), session: SystemdNode, scenarios: crate::cri::systemd::own;
+                a_container_is_a_scope_in_its_pods_slice,
+        }
+
+        /// The container runs in `cri-containerd-<id>.scope`, in the slice the pod's
+        /// cgroup_parent names, with its memory limit as the unit's property; removing the pod
+        /// stops the unit.
+        pub fn a_container_is_a_scope_in_its_pods_slice(node: &Node) {
+            let pod = node.run_pod("");
+            let container = pod.start_container("limited", &["sleep", "1000"], |config| {
+                let linux = config.linux.as_mut().expect("linux config");
+                linux.resources = Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 64 * 1024 * 1024,
+                    ..Default::default()
+                });
+            });
+            let unit = format!("cri-containerd-{container}.scope");
+            let pods_cgroup = node.containerd.pods_cgroup();
+            let pods_slice = pods_cgroup.rsplit('/').next().expect("a slice");
+            let pid = pod.pids_of(&container)[0];
+            let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .expect("read the container's /proc/PID/cgroup");
+            assert_eq!(membership.trim(), format!("0::{pods_cgroup}/{unit}"));
+            assert_eq!(systemd_unit_property(&unit, "Slice"), pods_slice);
+            assert_eq!(systemd_unit_property(&unit, "MemoryMax"), "67108864");
+            node.cri
+                .stop_container(&container, 0)
+                .expect("StopContainer");
+            pod.remove(&[&container]);
+            assert!(!systemd_unit_loaded(&unit), "{unit} outlived the pod");
+        }
+    }
 }

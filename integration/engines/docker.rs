@@ -11,8 +11,8 @@ use crate::harness::containerd::Containerd;
 use crate::harness::daemon::Daemon;
 use crate::harness::engine::{ENGINE_TIMEOUT, Engine, Kind, Session};
 use crate::harness::{
-    Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir, readme_block,
-    readme_snippet,
+    CgroupDriver, Runtime, at_exit, engine_scenarios, image_tar, overlay_works, private_dir,
+    readme_block, readme_snippet, stop_slice,
 };
 
 /// The Docker CLI of Debian's docker.io (not whatever `docker` comes first in PATH).
@@ -31,21 +31,12 @@ pub fn docker_systemd() -> &'static Engine {
     DOCKER.get_or_init(|| start(CgroupDriver::Systemd))
 }
 
-/// Who makes the containers' cgroups: dockerd's `native.cgroupdriver`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CgroupDriver {
-    /// Docker's default on cgroup v1 hosts: cgroup dirs below `--cgroup-parent`.
-    Cgroupfs,
-    /// systemd: each container is a scope `docker-<id>.scope` in the slice `--cgroup-parent`
-    /// names, and dockerd's shim passes `--systemd-cgroup` to the runtime.
-    Systemd,
-}
-
 /// Starts containerd and dockerd with everything under a private dir, berth registered as
 /// runtime `berth` (runc is Docker's built-in `runc`), no networking set up (no bridge, no
 /// iptables), overlay2 storage where it works, containers under a cgroup parent of this
-/// process (`/berth-engines-<pid>-docker`, or the slice `berth_engines_<pid>_docker.slice` with
-/// systemd); loads the test image; registers the teardown.
+/// process (`/berth-engines-<pid>-docker`, or with systemd (`native.cgroupdriver=systemd`)
+/// scopes `docker-<id>.scope` in the slice `berth_engines_<pid>_docker.slice`); loads the test
+/// image; registers the teardown.
 fn start(driver: CgroupDriver) -> Engine {
     let (dir, parent_arg, cgroup_parent) = match driver {
         CgroupDriver::Cgroupfs => {
@@ -167,11 +158,7 @@ fn teardown(
     leftovers.extend(containerd.daemon.stop());
     leftovers.extend(engine.leftovers(&[], dir));
     if driver == CgroupDriver::Systemd {
-        let slice = engine.cgroup_parent.trim_start_matches('/');
-        let stop = Command::new("systemctl").args(["stop", slice]).output();
-        if !stop.as_ref().is_ok_and(|out| out.status.success()) {
-            leftovers.push(format!("systemctl stop {slice}: {stop:?}"));
-        }
+        leftovers.extend(stop_slice(engine.cgroup_parent.trim_start_matches('/')));
     }
     leftovers
 }

@@ -20,6 +20,25 @@ pub use crate::common::readme::readme_block;
 /// registry or asks which one it meant.
 pub const IMAGE: &str = "localhost/berth-busybox:latest";
 
+/// Who makes the containers' cgroups, as the engine is configured: itself (cgroup dirs below its
+/// cgroup parent) or systemd (a transient scope per container in a slice, the runtime called
+/// with `--systemd-cgroup`; needs systemd as PID 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupDriver {
+    Cgroupfs,
+    Systemd,
+}
+
+/// Stops slice `slice` (and what is left in it), so that systemd forgets it; a note if that
+/// failed.
+pub fn stop_slice(slice: &str) -> Option<String> {
+    let stop = Command::new("systemctl").args(["stop", slice]).output();
+    match stop {
+        Ok(out) if out.status.success() => None,
+        other => Some(format!("systemctl stop {slice}: {other:?}")),
+    }
+}
+
 /// The runtime an engine is told to use for one scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Runtime {
