@@ -222,7 +222,7 @@ impl CgroupManager for Cgroup {
         {
             return match fs::write(&dir.path, "cgroup.kill", "1") {
                 // systemd removes a unit's cgroup as soon as its last process is gone.
-                Err(e) if is_not_found(&e) => Ok(()),
+                Err(e) if is_gone(&e) => Ok(()),
                 result => result,
             };
         }
@@ -243,7 +243,7 @@ impl CgroupManager for Cgroup {
         if !was_frozen || signal == SignalNumber::KILL {
             match self.thaw() {
                 // The signalled processes exited and systemd removed the unit's cgroup.
-                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_gone(&e) => {}
                 thawed => thawed?,
             }
         }
@@ -277,10 +277,16 @@ fn pids_in(dir: &CgroupDir) -> Result<Vec<i32>> {
     Ok(pids)
 }
 
-fn is_not_found(err: &anyhow::Error) -> bool {
+/// The cgroup is gone: removed before its file was opened (ENOENT) or while it was open
+/// (ENODEV), as systemd removes a unit's cgroup once its last process exited.
+fn is_gone(err: &anyhow::Error) -> bool {
+    let gone = |io: &std::io::Error| {
+        io.kind() == std::io::ErrorKind::NotFound
+            || io.raw_os_error().map(Errno::from_raw) == Some(Errno::ENODEV)
+    };
     err.chain()
         .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == std::io::ErrorKind::NotFound)
+        .any(gone)
 }
 
 /// The cgroup is not ours to make (EROFS: a read-only cgroupfs, as in a container).
