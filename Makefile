@@ -20,7 +20,7 @@ TEST_THREADS ?= 4
 help:
 	@echo "make build             target/dist/berth: static, LTO (the tests use it too)"
 	@echo "make rootfs            busybox rootfs in build/rootfs (from busybox-static)"
-	@echo "make test              unit + integration + engine + VM (cgroup v2, CRIU) tests (root)"
+	@echo "make test              unit + integration + engine + VM (cgroup v2, CRIU, systemd) tests (root)"
 	@echo "make test-integration  integration tests only; BERTH_BIN=/usr/sbin/runc to compare"
 	@echo "make test-conformance  the OCI conformance suite; BERTH_BIN=/usr/sbin/runc to compare"
 	@echo "make conformance-table the suite against berth, runc and crun: the README's table"
@@ -51,7 +51,8 @@ require-root:
 	@if [ "$$(id -u)" != 0 ]; then echo "this target needs root (containers, mounts, namespaces)" >&2; exit 1; fi
 
 # The whole suite. CI runs exactly this (.ci/run).
-test: require-root build rootfs test-unit test-integration test-conformance test-engines test-vm test-criu
+test: require-root build rootfs test-unit test-integration test-conformance test-engines test-vm test-criu \
+	test-systemd
 
 # Unit tests: pure logic next to the code in src/.
 test-unit:
@@ -87,7 +88,8 @@ test-criu: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-criu
 
 # The cgroup tests again with --systemd-cgroup, in the VM with Debian's systemd as PID 1, and
-# Docker with systemd's cgroup driver running containers with berth (and runc).
+# Docker, containerd's CRI and podman with systemd's cgroup driver running containers with
+# berth (and runc).
 test-systemd: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2 --systemd
 
