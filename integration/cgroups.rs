@@ -1093,6 +1093,29 @@ fn a_container_runs_in_an_existing_cgroup_that_was_killed_before() {
     c.cleanup.remove_now();
 }
 
+/// A new cgroup namespace is rooted at the container's cgroups: the init unshares it only after
+/// the runtime moved it there (on v1 it sets up its first mounts while that write waits).
+#[test]
+fn a_cgroup_namespace_is_rooted_at_the_containers_cgroups() {
+    let mut c = Container::new();
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().unwrap();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(oci_spec::runtime::LinuxNamespaceType::Cgroup)
+                .build()
+                .unwrap(),
+        );
+        linux.set_namespaces(Some(namespaces));
+    });
+    let out = c.sh("cat /proc/self/cgroup");
+    assert!(!out.is_empty());
+    for line in out.lines() {
+        assert!(line.ends_with(":/"), "not the namespace's root:\n{out}");
+    }
+}
+
 #[test]
 fn delete_removes_the_cgroup_in_every_hierarchy() {
     let c = sleeper(json!({"pids": {"limit": 10}}));

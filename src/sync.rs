@@ -5,8 +5,12 @@
 //!   cloned bind sources (detached; their
 //!   fds are inherited across clone3)
 //!   clone3 ─────────────────────────────────▶  waits for Go
-//!   joins cgroup (v1), writes id maps
-//!   Go{host_pid} ───────────────────────────▶  namespaces, mounts, devices
+//!   writes id maps
+//!   Go{host_pid} ───────────────────────────▶  namespaces, the mounts up to
+//!   joins cgroup (cgroup.procs: on v1 the      the first `cgroup` one, then
+//!   kernel may wait an RCU grace period)       waits for CgroupJoined
+//!   CgroupJoined ───────────────────────────▶  cgroup namespace, the rest of
+//!                                              the mounts, devices
 //!                ◀─────────────────────────── RunHooks
 //!   prestart + createRuntime hooks
 //!   HooksDone ──────────────────────────────▶  createContainer hooks, pivot_root,
@@ -51,11 +55,14 @@ use crate::{sys, trace};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub enum Message {
-    /// The child is in its cgroup and may proceed; `host_pid` is its pid as the
-    /// host sees it, which hooks receive in the state JSON.
+    /// The child may proceed; `host_pid` is its pid as the host sees it, which
+    /// hooks receive in the state JSON. `exec`'s child is in its cgroup by then;
+    /// the container init waits for `CgroupJoined` before anything that depends
+    /// on its cgroup.
     Go {
         host_pid: i32,
     },
+    CgroupJoined,
     RunHooks,
     HooksDone,
     /// Carries the seccomp notify fd (SCM_RIGHTS), which only the parent, in

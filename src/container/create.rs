@@ -2,9 +2,10 @@
 //! namespaces, drive it through the handshake (see `crate::sync`) to the
 //! `created` state. Any failure undoes everything done so far.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
@@ -203,13 +204,21 @@ pub fn create(
             group.create(init.as_raw())
         })?;
     }
-    // With CLONE_INTO_CGROUP this only adds the v1 hierarchies of a hybrid host.
-    trace::timed("cgroup: join (cgroup.procs)", || {
-        cgroup.add_process(init.as_raw())
-    })?;
     channel.send(&Message::Go {
         host_pid: init.as_raw(),
     })?;
+    // The init sets up its first mounts meanwhile. With CLONE_INTO_CGROUP this only adds the v1
+    // hierarchies of a hybrid host.
+    let joined = trace::timed("cgroup: join (cgroup.procs)", || {
+        cgroup.add_process(init.as_raw())
+    });
+    joined.map_err(|err| {
+        let init_gave_up = (rollback.init.as_ref())
+            .and_then(|(_, pidfd)| reason_init_gave_up(&channel, pidfd.as_fd()));
+        init_gave_up.unwrap_or(err)
+    })?;
+    // Fails only when the init exited (it failed meanwhile): its reason is read next.
+    let _ = channel.send(&Message::CgroupJoined);
     trace::timed("wait for the init: rootfs", || {
         channel.expect(Message::RunHooks, "the container init")
     })?;
@@ -248,6 +257,17 @@ pub fn create(
         init,
         console_receiver,
     })
+}
+
+/// Why the init exited, if it already has: the `Failed` it sent before it did.
+fn reason_init_gave_up(channel: &Channel, init_pidfd: BorrowedFd) -> Option<anyhow::Error> {
+    if !sys::wait_for_exit(init_pidfd, Some(Duration::ZERO)).unwrap_or(false) {
+        return None;
+    }
+    match channel.recv() {
+        Ok(Some(Message::Failed(reason))) => Some(anyhow::anyhow!(reason)),
+        _ => None,
+    }
 }
 
 /// The rest of the init's setup; on the way it may hand over a seccomp notify

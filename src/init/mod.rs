@@ -74,9 +74,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     // A creator killed mid-create must not leave a half-made container.
     sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
     sys::reset_signals().context("resetting signal handlers")?;
-    let host_pid = trace::timed("wait for Go (cgroup join, id maps)", || {
-        args.channel.expect_go()
-    })?;
+    let host_pid = trace::timed("wait for Go (id maps)", || args.channel.expect_go())?;
     // Only now (CVE-2019-5736): /proc/<pid>/ of a non-dumpable process belongs to root, and a
     // rootless parent must write our uid_map and gid_map before Go. Until Go nothing of the
     // container runs that could reach us.
@@ -94,12 +92,20 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     // Relative bind-mount sources are relative to the bundle, as with runc.
     nix::unistd::chdir(&args.bundle.dir).context("chdir into the bundle")?;
     let spec = &args.bundle.spec;
+    let (channel, namespaces) = (&args.channel, args.namespaces);
     let options = RootfsOptions {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
         own_mount_namespace: args.namespaces.has(LinuxNamespaceType::Mount),
         extra_mounts: args.extra_mounts.clone(),
         host_clones: std::mem::take(&mut args.host_clones),
+        // The mounts before this point overlap the runtime's write to cgroup.procs.
+        before_cgroup_use: Some(Box::new(|| {
+            trace::timed("wait for the cgroup join", || {
+                channel.expect(Message::CgroupJoined, "the runtime")
+            })?;
+            namespaces.enter_cgroup_namespace()
+        })),
     };
     let prepared = trace::timed("rootfs: mounts and devices", || {
         rootfs::prepare(spec, options)

@@ -190,7 +190,8 @@ impl NamespacePlan {
     /// In the child: joins the namespaces given by path (user first, so the
     /// others are entered with its credentials; pid was handled by the parent,
     /// and user by the intermediate process when it had to come before the
-    /// clone), then unshares cgroup and time namespaces.
+    /// clone), then unshares a time namespace. The cgroup namespace comes
+    /// later: [`NamespacePlan::enter_cgroup_namespace`].
     pub fn enter_in_child(&self) -> Result<()> {
         let (user, others): (Vec<&Joined>, Vec<&Joined>) = (self.joined.iter())
             .filter(|j| j.kind != LinuxNamespaceType::Pid)
@@ -205,12 +206,17 @@ impl NamespacePlan {
         if self.has(LinuxNamespaceType::User) {
             become_namespace_root()?;
         }
-        if self.new_cgroup {
-            unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
-        }
         if self.new_time {
             unshare(clone_flag(LinuxNamespaceType::Time)).context("unshare the time namespace")?;
             write_time_offsets(&self.time_offsets)?;
+        }
+        Ok(())
+    }
+
+    /// In the child, once it sits in its cgroups: a new cgroup namespace takes them as its root.
+    pub fn enter_cgroup_namespace(&self) -> Result<()> {
+        if self.new_cgroup {
+            unshare(CloneFlags::CLONE_NEWCGROUP).context("unshare the cgroup namespace")?;
         }
         Ok(())
     }

@@ -71,6 +71,9 @@ pub struct RootfsOptions<'a> {
     pub extra_mounts: Vec<Mount>,
     /// The bind sources the runtime cloned for `mounts` entries.
     pub host_clones: HostClones,
+    /// Called once, before the first step that depends on the init's cgroup: a `cgroup` mount
+    /// (it shows the init's cgroups) or the device nodes (the devices cgroup may refuse mknod).
+    pub before_cgroup_use: Option<Box<dyn FnOnce() -> Result<()> + 'a>>,
 }
 
 /// The rootfs with every mount and device in place, not yet entered.
@@ -135,6 +138,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     .with_context(|| format!("open rootfs {}", opts.rootfs.display()))?;
 
     let config_mounts = spec.mounts().as_deref().unwrap_or_default();
+    let mut before_cgroup_use = opts.before_cgroup_use.take();
     let mut deferred = Vec::new();
     for (i, entry) in config_mounts.iter().chain(&opts.extra_mounts).enumerate() {
         let what = if i < config_mounts.len() {
@@ -142,6 +146,9 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         } else {
             "runtime mount".into()
         };
+        if matches!(entry.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            before_cgroup_use.take().map_or(Ok(()), |wait| wait())?;
+        }
         let _span = trace::span_with(|| format!("mount {}", entry.destination().display()));
         let done = mount_entry(
             root.as_fd(),
@@ -153,6 +160,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
         deferred.extend(done);
     }
 
+    before_cgroup_use.take().map_or(Ok(()), |wait| wait())?;
     if !dev_is_bind_mounted(config_mounts) {
         let _span = trace::span("devices");
         // Any user namespace but the host's, the container's own or the one berth was started

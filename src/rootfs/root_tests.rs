@@ -276,6 +276,7 @@ fn full_lifecycle(base: &Path) -> Result<()> {
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
         host_clones: HostClones::default(),
+        before_cgroup_use: None,
     };
     let prepared = prepare(&spec, opts)?;
 
@@ -439,6 +440,7 @@ fn proc_on_symlink_is_refused(base: &Path) -> Result<()> {
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
         host_clones: HostClones::default(),
+        before_cgroup_use: None,
     };
     let err = prepare(&spec, opts)
         .err()
@@ -499,6 +501,7 @@ fn no_pivot_enters_with_chroot(base: &Path) -> Result<()> {
         own_mount_namespace: true,
         extra_mounts: Vec::new(),
         host_clones: HostClones::default(),
+        before_cgroup_use: None,
     };
     prepare(&spec, opts)?.enter()?.finish(&spec)?;
     ensure!(
