@@ -10,15 +10,16 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
-use oci_spec::runtime::{Mount, MountBuilder};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder};
 
 use crate::common::fd_socket::FdSocket;
-use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned, process_mut};
+use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned, process_mut, remove_namespace};
 
 /// CRIU under the VM's emulated CPU takes seconds, a dump up to about 20.
 const CRIU_TIMEOUT: Duration = Duration::from_secs(120);
@@ -447,6 +448,44 @@ fn a_held_file_lock_needs_file_locks_and_is_held_again() {
 
 #[test]
 #[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn a_datagram_socket_to_the_host_needs_ext_unix_sk() {
+    let mut c = counter();
+    // CRIU looks sockets up in the container's network namespace: the test's must be it.
+    c.configure(|spec| remove_namespace(spec, LinuxNamespaceType::Network));
+    // The container's stdout and stderr: a datagram socket connected to one the test bound
+    // (CRIU dumps an external socket only when it can connect it again by name at restore, and
+    // no stream socket).
+    let address = c.dir.join("output.sock");
+    let ours = UnixDatagram::bind(&address).expect("bind");
+    let theirs = UnixDatagram::unbound().expect("socket");
+    theirs.connect(&address).expect("connect");
+    let (stdin_read, stdin_write) = nix::unistd::pipe().expect("pipe");
+    let bundle = c.bundle.to_str().unwrap();
+    let out = c
+        .spawn_with(&["run", "-d", "--bundle", bundle, &c.id], |command| {
+            let stderr = theirs.try_clone().expect("dup");
+            command
+                .stdin(Stdio::from(stdin_read))
+                .stdout(Stdio::from(OwnedFd::from(theirs)))
+                .stderr(Stdio::from(OwnedFd::from(stderr)));
+        })
+        .wait(CRIU_TIMEOUT);
+    let output = Pipes::reading(ours, Some(stdin_write));
+    assert_eq!(out.code, 0, "{out}\n{}", output.printed());
+    assert_eq!(output.next_number(), 1);
+    let pid = state_pid(&c);
+    let images = c.dir.join("images");
+    let out = checkpoint(&c, &images, &["--leave-running"]).failure();
+    assert!(out.stderr.contains("--ext-unix-sk"), "{out}");
+    assert_eq!(state_pid(&c), pid, "a failed dump keeps the container");
+
+    checkpoint(&c, &images, &["--leave-running", "--ext-unix-sk"]).success();
+    let now = output.next_number();
+    assert!(output.next_number() > now, "the counter stopped");
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
 fn a_terminal_container_dumps_with_shell_job_and_restores_onto_a_new_console() {
     let mut c = counter();
     c.configure(|spec| {
@@ -614,6 +653,72 @@ fn page_server_receives_the_memory_pages() {
         fs::copy(served.join(&name), images.join(&name)).unwrap();
     }
     assert_counts_on(&restore_detached(&c, &images, &[]), before, last);
+}
+
+/// A process of the test's, killed (if still running) and reaped on drop.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+#[ignore = "CRIU needs a kernel it supports: tools/vm/test-criu runs it"]
+fn lazy_pages_restore_while_the_checkpoint_serves_the_memory() {
+    let c = counter();
+    let pipes = run_detached(&c);
+    let before = pipes.next_number();
+    let (images, work) = (c.dir.join("images"), c.dir.join("work"));
+    let (images_flag, work_flag) = (images.to_str().unwrap(), work.to_str().unwrap());
+    let port = (20_001 + std::process::id() % 10_000).to_string();
+    let address = format!("127.0.0.1:{port}");
+    // The checkpoint stays until the restored container has every page; its stdout is the
+    // status fd, which gets one \0 once CRIU's page server is ready.
+    let (status_read, status_write) = nix::unistd::pipe().expect("pipe");
+    #[rustfmt::skip]
+    let args = [
+        "checkpoint", "--lazy-pages", "--page-server", &address, "--status-fd", "1",
+        "--image-path", images_flag, "--work-path", work_flag, &c.id,
+    ];
+    let checkpointing = c.spawn_with(&args, |command| {
+        command.stdout(Stdio::from(status_write));
+    });
+    let (ready, status) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [1u8];
+        let read = std::io::Read::read(&mut File::from(status_read), &mut byte);
+        let _ = ready.send(read.ok().map(|n| byte[..n].to_vec()));
+    });
+    let status = status
+        .recv_timeout(CRIU_TIMEOUT)
+        .expect("no status from --status-fd");
+    assert_eq!(status, Some(vec![0]), "--status-fd");
+
+    let _lazy_pages = Background(
+        std::process::Command::new("criu")
+            .args([
+                "lazy-pages",
+                "--page-server",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                &port,
+            ])
+            .args(["--images-dir", images_flag, "--work-dir", work_flag])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("criu lazy-pages"),
+    );
+    // The checkpointed container lives on (frozen) until then: the restored one is another.
+    let r = counter();
+    let restored = restore_detached(&r, &images, &["--work-path", work_flag, "--lazy-pages"]);
+    checkpointing.wait(CRIU_TIMEOUT).success();
+    assert_eq!(c.status(), None, "checkpoint deletes the container");
+    let last = pipes.last_number();
+    assert_counts_on(&restored, before, last);
 }
 
 #[test]
