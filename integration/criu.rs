@@ -235,11 +235,13 @@ fn leave_running_keeps_the_container_and_its_images_restore() {
     c.delete_force().success();
     let last = pipes.last_number();
     let restored = restore_detached(&c, &images, &[]);
-    // The images hold the counter as the dump found it, before `before`.
+    // The images hold the counter as the dump found it: past the 1 it printed before, and at
+    // most one past the last number the original printed (it may have been killed before it
+    // printed anything after the dump thawed it).
     let next = restored.next_number();
     assert!(
-        1 < next && next < last,
-        "restored at {next}, dumped before {before}"
+        1 < next && next <= last + 1,
+        "restored at {next}, though the original printed 1 before the dump and {last} last"
     );
 }
 
