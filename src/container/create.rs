@@ -2,7 +2,7 @@
 //! namespaces, drive it through the handshake (see `crate::sync`) to the
 //! `created` state. Any failure undoes everything done so far.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,11 +14,12 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources};
 
 use super::notify;
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
+use super::rollback::Rollback;
 use super::state::{Phase, ProcessId, START_SOCKET, State, StateRoot, Status, write_atomically};
-use crate::cgroups::{self, CgroupManager, CgroupOptions};
+use crate::cgroups::{self, CgroupOptions};
 use crate::hooks;
 use crate::init::{self, InitArgs};
-use crate::intelrdt::{self, RdtGroup};
+use crate::intelrdt;
 use crate::namespaces::NamespacePlan;
 use crate::netdev::NetDevices;
 use crate::process;
@@ -125,13 +126,8 @@ pub fn create(
 
     let claim = trace::span("claim the id, first state.json");
     let dir = root.claim(&options.id)?;
-    let mut rollback = Rollback {
-        dir: &dir,
-        init: None,
-        cgroup: None,
-        rdt_group: rdt_group.as_ref(),
-        shared_rootfs: shared_rootfs.map(|base| (bundle.rootfs.clone(), base)),
-    };
+    let mut rollback = Rollback::new(&dir, rdt_group.as_ref());
+    rollback.shared_rootfs = shared_rootfs.map(|base| (bundle.rootfs.clone(), base));
     let mut state = State {
         id: options.id.clone(),
         bundle: bundle.dir.clone(),
@@ -288,41 +284,6 @@ fn wait_until_ready(channel: &Channel, bundle: &Bundle, init: Pid, state: &State
             Some((other, _)) => bail!("the container init sent {other:?}, expected Ready"),
             None => bail!("the container init exited before it was ready"),
         }
-    }
-}
-
-/// Undoes a failed create: the init (and with it its mount namespace) dies,
-/// the cgroup and the state directory go.
-struct Rollback<'a> {
-    dir: &'a Path,
-    init: Option<(Pid, OwnedFd)>,
-    cgroup: Option<Box<dyn CgroupManager>>,
-    rdt_group: Option<&'a RdtGroup>,
-    /// The rootfs, when the init mounts in the runtime's namespace.
-    shared_rootfs: Option<(PathBuf, rootfs::RootfsBase)>,
-}
-
-impl Rollback<'_> {
-    fn disarm(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Rollback<'_> {
-    fn drop(&mut self) {
-        if let Some((pid, pidfd)) = self.init.take() {
-            sys::kill_and_reap(pid, pidfd.as_fd());
-        }
-        if let Some(cgroup) = &self.cgroup {
-            let _ = cgroup.remove();
-        }
-        if let Some(group) = self.rdt_group {
-            let _ = group.remove();
-        }
-        if let Some((rootfs, base)) = &self.shared_rootfs {
-            let _ = base.release(rootfs);
-        }
-        let _ = std::fs::remove_dir_all(self.dir);
     }
 }
 

@@ -12,6 +12,7 @@ mod pidfd_socket;
 mod query;
 mod resources;
 mod restore;
+mod rollback;
 mod run;
 mod start;
 pub mod state;

@@ -21,13 +21,14 @@ use super::checkpoint::{
 use super::create::{ConsoleTarget, connect_console, container_resources};
 use super::delete;
 use super::foreground::{self, receive_pty_master};
+use super::rollback::Rollback;
 use super::state::{Phase, ProcessId, State, StateRoot, Status, write_atomically};
-use crate::cgroups::{self, CgroupManager, CgroupOptions};
+use crate::cgroups::{self, CgroupOptions};
 use crate::criu::{
     CgroupRoot, Criu, CriuOptions, ExtMountMap, Features, InheritFd, JoinNamespace, Notification,
     Opts, Req, ReqType, Session,
 };
-use crate::intelrdt::{self, RdtGroup};
+use crate::intelrdt;
 use crate::rootfs::resolve::{Kind, clean_components, ensure_in_root};
 use crate::spec::{self, Bundle};
 use crate::{hooks, sys};
@@ -81,12 +82,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
     let cgroup = cgroups::for_new_container(cgroups_path.as_deref(), &options.id, options.cgroups)?;
 
     let dir = root.claim(&options.id)?;
-    let mut undo = Undo {
-        dir: &dir,
-        init: None,
-        cgroup: None,
-        rdt_group: rdt_group.as_ref(),
-    };
+    let mut rollback = Rollback::new(&dir, rdt_group.as_ref());
     let mut state = State {
         id: options.id.clone(),
         bundle: bundle.dir.clone(),
@@ -102,7 +98,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
         config: bundle.spec.clone(),
     };
     state.save(&dir)?;
-    let cgroup = undo.cgroup.insert(cgroup);
+    let cgroup = rollback.cgroup.insert(cgroup);
     cgroup.create()?;
     state.cgroup = Some(cgroup.handle()).filter(|handle| !handle.dirs.is_empty());
     state.save(&dir)?;
@@ -132,7 +128,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
             notification,
             &mut state,
             &dir,
-            &mut undo.init,
+            &mut rollback.init,
             console_for_criu.as_ref(),
         )
     });
@@ -148,7 +144,7 @@ pub fn restore(root: &StateRoot, options: &RestoreOptions) -> Result<i32> {
             .with_context(|| format!("--pid-file {}", pid_file.display()))?;
     }
     state.save(&dir)?;
-    undo.disarm();
+    rollback.disarm();
 
     let Some(signals) = signals else {
         return Ok(0);
@@ -413,36 +409,5 @@ impl Drop for CriuRoot {
     fn drop(&mut self) {
         let _ = umount2(&self.0, MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-/// Undoes a failed restore: the restored init dies, the cgroup, the resctrl groups and the
-/// state directory go.
-struct Undo<'a> {
-    dir: &'a Path,
-    init: Option<(Pid, OwnedFd)>,
-    cgroup: Option<Box<dyn CgroupManager>>,
-    rdt_group: Option<&'a RdtGroup>,
-}
-
-impl Undo<'_> {
-    fn disarm(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Undo<'_> {
-    fn drop(&mut self) {
-        if let Some((pid, pidfd)) = self.init.take() {
-            sys::kill_and_reap(pid, pidfd.as_fd());
-        }
-        if let Some(cgroup) = &self.cgroup {
-            let _ = cgroup.kill_all(sys::SignalNumber::KILL);
-            let _ = cgroup.remove();
-        }
-        if let Some(group) = self.rdt_group {
-            let _ = group.remove();
-        }
-        let _ = std::fs::remove_dir_all(self.dir);
     }
 }
