@@ -89,9 +89,10 @@ test-criu: require-root build rootfs
 
 # The cgroup tests again with --systemd-cgroup, in the VM with Debian's systemd as PID 1, and
 # Docker, containerd's CRI and podman with systemd's cgroup driver running containers with
-# berth (and runc).
+# berth (and runc); then the cgroup tests once more with systemd's cgroup v1 (hybrid) layout.
 test-systemd: require-root build rootfs
 	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2 --systemd
+	BERTH_BIN=$(BERTH_BIN) BERTH_TEST_ROOTFS=$(ROOTFS) tools/vm/test-v2 --systemd-v1
 
 demo: build rootfs
 	BERTH_BIN=$(BERTH_BIN) tools/demo
