@@ -96,12 +96,12 @@ impl Cgroup {
         for dir in &self.handle.dirs {
             create_dir(dir, self.handle.hierarchy)?;
         }
-        self.join(pid)?;
+        self.join(pid, &self.handle.dirs)?;
         self.plan(&r)?.apply()
     }
 
-    fn join(&self, pid: i32) -> Result<()> {
-        for dir in &self.handle.dirs {
+    fn join<'a>(&self, pid: i32, dirs: impl IntoIterator<Item = &'a CgroupDir>) -> Result<()> {
+        for dir in dirs {
             fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
@@ -156,7 +156,18 @@ impl CgroupManager for Cgroup {
         {
             return self.start_unit(unit, pid, &resources);
         }
-        self.join(pid)
+        self.join(pid, &self.handle.dirs)
+    }
+
+    fn add_cloned_init(&self, pid: i32) -> Result<()> {
+        if self.unified_fd.is_none() {
+            return self.add_process(pid);
+        }
+        // Not into the cgroup2 directory again: the write would change nothing, yet the kernel
+        // takes cgroup_threadgroup_rwsem for writing on every cgroup.procs write, which waits
+        // for an RCU grace period (milliseconds, far longer in a VM).
+        let v1_dirs = self.handle.dirs.iter().filter(|d| d.version == Version::V1);
+        self.join(pid, v1_dirs)
     }
 
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
@@ -298,4 +309,78 @@ fn is_permission_error(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
         .any(denied)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+
+    /// A hybrid host's cgroup as plain directories, each with an empty cgroup.procs; removed
+    /// even when the test fails.
+    struct FakeHybridCgroup {
+        top: PathBuf,
+        cgroup: Cgroup,
+    }
+
+    impl FakeHybridCgroup {
+        fn new(name: &str, cloned_into_v2: bool) -> FakeHybridCgroup {
+            let top = std::env::temp_dir().join(format!("berth-{name}-{}", std::process::id()));
+            let dir = |version: Version, sub: &str| {
+                let path = top.join(sub);
+                std::fs::create_dir_all(&path).unwrap();
+                std::fs::write(path.join("cgroup.procs"), "").unwrap();
+                CgroupDir {
+                    version,
+                    mount_point: top.clone(),
+                    path,
+                    controllers: Vec::new(),
+                    created: true,
+                }
+            };
+            let dirs = vec![dir(Version::V1, "memory"), dir(Version::V2, "unified")];
+            let unified_fd = cloned_into_v2.then(|| std::fs::File::open(&top).unwrap().into());
+            let handle = CgroupHandle {
+                hierarchy: Version::V1,
+                cgroups_path: "/test".into(),
+                dirs,
+                rootless: false,
+                systemd: None,
+            };
+            let cgroup = Cgroup {
+                handle,
+                driver: Driver::Cgroupfs,
+                unified_fd,
+                optional: false,
+            };
+            FakeHybridCgroup { top, cgroup }
+        }
+
+        fn procs(&self, sub: &str) -> String {
+            std::fs::read_to_string(Path::new(&self.top).join(sub).join("cgroup.procs")).unwrap()
+        }
+    }
+
+    impl Drop for FakeHybridCgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.top);
+        }
+    }
+
+    #[test]
+    fn an_init_cloned_into_the_cgroup2_directory_joins_only_the_v1_hierarchies() {
+        let fake = FakeHybridCgroup::new("cloned-init", true);
+        fake.cgroup.add_cloned_init(4242).unwrap();
+        assert_eq!(fake.procs("memory"), "4242");
+        assert_eq!(fake.procs("unified"), "");
+    }
+
+    #[test]
+    fn an_init_cloned_outside_the_cgroup_joins_every_hierarchy() {
+        let fake = FakeHybridCgroup::new("uncloned-init", false);
+        fake.cgroup.add_cloned_init(4242).unwrap();
+        assert_eq!(fake.procs("memory"), "4242");
+        assert_eq!(fake.procs("unified"), "4242");
+    }
 }

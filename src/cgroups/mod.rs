@@ -94,11 +94,14 @@ pub trait CgroupManager {
     fn create(&mut self) -> Result<()>;
     /// A directory fd of the cgroup2 cgroup for clone3's CLONE_INTO_CGROUP (after `create`);
     /// None on pure v1 and when the cgroup existed before. The child is then only in that
-    /// hierarchy: call `add_process` as well.
+    /// hierarchy: call `add_cloned_init` as well.
     fn clone_into_fd(&self) -> Option<BorrowedFd<'_>>;
     /// Moves `pid` into the cgroup in every hierarchy (with the systemd driver, the first
     /// process starts the unit).
     fn add_process(&self, pid: i32) -> Result<()>;
+    /// `add_process` for the init cloned with `clone_into_fd`: only the hierarchies it is not
+    /// in yet.
+    fn add_cloned_init(&self, pid: i32) -> Result<()>;
     /// Moves an exec'd process into the cgroup, or the sub-cgroups `exec --cgroup` names.
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()>;
     /// Applies every field that is set (see `convert::without_unset`) at create, after checking

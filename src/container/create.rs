@@ -206,7 +206,7 @@ pub fn create(
     // The init sets up its first mounts meanwhile. With CLONE_INTO_CGROUP this only adds the v1
     // hierarchies of a hybrid host.
     let joined = trace::timed("cgroup: join (cgroup.procs)", || {
-        cgroup.add_process(init.as_raw())
+        cgroup.add_cloned_init(init.as_raw())
     });
     joined.map_err(|err| {
         let init_gave_up = (rollback.init.as_ref())
