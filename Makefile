@@ -108,9 +108,13 @@ bench: require-root build rootfs
 # The same in the cgroup v2 VM of tools/vm (TCG: absolute times mean little there, ratios hold).
 # berth runs from the VM's tmpfs, as crun and runc run from its cached /usr: from the project
 # folder (9p, cache=mmap) each start re-reads its pages from the host (state x2.9 instead of x0.9).
+# So is the rootfs: from 9p every exec of /bin/true in a container re-reads busybox from the host
+# (0.3 s a time under TCG, 0.1 s for the cached /usr's), a constant that buried the runtimes'
+# differences in noise (the ratio of berth's run+delete to crun's: x0.77 with it, x0.46 without).
 bench-vm: require-root build rootfs
-	tools/vm/run-in-vm --timeout 3600 -- sh -c 'cp $(BERTH_BIN) /tmp/berth && exec bench/run \
-		--runtime crun=/usr/bin/crun --runtime runc=/usr/sbin/runc --runtime berth=/tmp/berth \
+	tools/vm/run-in-vm --timeout 3600 -- sh -c 'cp $(BERTH_BIN) /tmp/berth && cp -a $(ROOTFS) /tmp/rootfs && \
+		exec bench/run --runtime crun=/usr/bin/crun --runtime runc=/usr/sbin/runc \
+		--runtime berth=/tmp/berth --rootfs /tmp/rootfs \
 		--rounds 5 --svg build/bench-v2.svg --title "cgroup v2 VM (QEMU TCG)"'
 
 # 500 containers running at once: create, list and state as their number grows.

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of OCI runtimes on one bundle (crun, runc, berth by default).
 
-Measured, interleaved round by round (runtime order shuffled each round) so that machine noise
-hits every runtime alike:
+Measured interleaved: within a round, each workload runs one step (one lifecycle, one call) per
+runtime in turn, the order shuffled at every step, so that machine noise hits every runtime alike
+(in the QEMU VM of tools/vm a burst of the host's load lasts seconds: batches of one runtime's 20
+runs caught it one runtime at a time):
   run+delete   N x (`run` of /bin/true, then `delete --force`) (ms for all N)
   + seccomp    the same with a seccomp profile shaped like Docker's default (deny, three
                architectures, ~360 syscalls allowed by name)
@@ -14,7 +16,8 @@ The floor: `unshare` of the same namespaces + `chroot` into the rootfs + /bin/tr
 (no cgroup, no mounts: what any runtime must at least pay for run+delete), and its peak RSS.
 
 Each cell is the median over rounds; each ratio is the median of the per-round ratios against
-the baseline (crun), so that a slow round weighs on every runtime alike. --svg draws the ratios.
+the baseline (crun), so that a slow round weighs on every runtime alike; the table gives their
+range too (the spread). --svg draws the ratios, the range as a line across each bar.
 Run it through bench/run, which provides the private mount namespace crun needs on a hybrid host.
 Needs root. Python 3 standard library only.
 """
@@ -117,13 +120,18 @@ def make_bundle(workdir, rootfs, name, args, seccomp=None):
     return bundle
 
 
-def run_and_delete(rt, bundle, prefix, pairs, metric="run+delete"):
-    total = 0.0
-    for n in range(pairs):
-        cid = f"{prefix}-{n}"
-        total += rt.must("run", "--bundle", bundle, cid)
-        total += rt.must("delete", "--force", cid)
-    rt.record(metric, total)
+def interleaved(runtimes, steps, step):
+    """`steps` calls of step(rt, n) per runtime, the runtimes' order shuffled at every step;
+    returns each runtime's list of the seconds its steps took."""
+    took = {rt: [] for rt in runtimes}
+    for n in range(steps):
+        for rt in random.sample(runtimes, len(runtimes)):
+            took[rt].append(step(rt, n))
+    return took
+
+
+def run_and_delete(rt, bundle, cid):
+    return rt.must("run", "--bundle", bundle, cid) + rt.must("delete", "--force", cid)
 
 
 class Floor:
@@ -138,11 +146,15 @@ class Floor:
         self.peak_rss_kib = 0
         self.samples = {}
 
-    def run(self, pairs):
+    def record(self, metric, seconds):
+        self.samples.setdefault(metric, []).append(seconds)
+
+    def run_once(self):
         start = time.perf_counter()
-        for _ in range(pairs):
-            subprocess.run(self.argv, check=True)
-        self.samples.setdefault("run+delete", []).append(time.perf_counter() - start)
+        subprocess.run(self.argv, check=True)
+        return time.perf_counter() - start
+
+    def measure_rss(self):
         subprocess.run(["/usr/bin/time", "-f", "%M", "-o", self.rss_file, *self.argv], check=True)
         with open(self.rss_file) as f:
             self.peak_rss_kib = max(self.peak_rss_kib, int(f.read().split()[-1]))
@@ -153,30 +165,56 @@ def read_pid(path):
         return int(f.read().strip())
 
 
-def churn(rt, bundle, prefix, lifecycles):
+def lifecycle(rt, bundle, cid):
+    """create, start, wait for the exit, delete; returns the seconds it took."""
     start = time.perf_counter()
-    for n in range(lifecycles):
-        cid = f"{prefix}-{n}"
-        pid_file = os.path.join(bundle, f"{cid}.pid")
-        rt.must("create", "--bundle", bundle, "--pid-file", pid_file, cid)
-        # A pidfd taken while the init is blocked in `create` tells us when it exits, without
-        # polling `state` (which would add runtime calls to the measurement).
-        pidfd = os.pidfd_open(read_pid(pid_file))
-        rt.must("start", cid)
-        select.select([pidfd], [], [])
-        os.close(pidfd)
-        os.unlink(pid_file)
-        _, code = rt.command("delete", cid)
-        if code != 0:  # the runtime had not yet noticed the exit
-            rt.must("delete", "--force", cid)
-    rt.record("churn", time.perf_counter() - start)
+    pid_file = os.path.join(bundle, f"{cid}.pid")
+    rt.must("create", "--bundle", bundle, "--pid-file", pid_file, cid)
+    # A pidfd taken while the init is blocked in `create` tells us when it exits, without
+    # polling `state` (which would add runtime calls to the measurement).
+    pidfd = os.pidfd_open(read_pid(pid_file))
+    rt.must("start", cid)
+    select.select([pidfd], [], [])
+    os.close(pidfd)
+    os.unlink(pid_file)
+    _, code = rt.command("delete", cid)
+    if code != 0:  # the runtime had not yet noticed the exit
+        rt.must("delete", "--force", cid)
+    return time.perf_counter() - start
 
 
-def exec_and_state(rt, bundle, cid, repeats):
-    rt.must("run", "--detach", "--bundle", bundle, cid)
-    rt.record("exec", statistics.median(rt.must("exec", cid, "/bin/true") for _ in range(repeats)))
-    rt.record("state", statistics.median(rt.must("state", cid) for _ in range(repeats)))
-    rt.must("delete", "--force", cid)
+def measure_round(runtimes, floor, bundles, round_no, opts):
+    """One round of every workload, each interleaved across the runtimes."""
+    true_bundle, seccomp_bundle, sleep_bundle = bundles
+    floor_too = runtimes + [floor]
+
+    def run_step(rt, n):
+        if rt is floor:
+            return floor.run_once()
+        return run_and_delete(rt, true_bundle, f"{rt.name}-run-{round_no}-{n}")
+
+    for rt, took in interleaved(floor_too, opts.lifecycles, run_step).items():
+        rt.record("run+delete", sum(took))
+    for rt, took in interleaved(runtimes, opts.lifecycles, lambda rt, n: run_and_delete(
+            rt, seccomp_bundle, f"{rt.name}-seccomp-{round_no}-{n}")).items():
+        rt.record("run+delete seccomp", sum(took))
+    for rt, took in interleaved(runtimes, opts.lifecycles, lambda rt, n: lifecycle(
+            rt, true_bundle, f"{rt.name}-churn-{round_no}-{n}")).items():
+        rt.record("churn", sum(took))
+    for rt in runtimes:
+        rt.measure_rss("run", "--bundle", true_bundle, f"{rt.name}-rss-{round_no}")
+        rt.must("delete", "--force", f"{rt.name}-rss-{round_no}")
+    floor.measure_rss()
+
+    running = {rt: f"{rt.name}-exec-{round_no}" for rt in runtimes}
+    for rt, cid in running.items():
+        rt.must("run", "--detach", "--bundle", sleep_bundle, cid)
+    for metric, args in [("exec", ["/bin/true"]), ("state", [])]:
+        calls = interleaved(runtimes, opts.repeats, lambda rt, n: rt.must(metric, running[rt], *args))
+        for rt, took in calls.items():
+            rt.record(metric, statistics.median(took))
+    for rt, cid in running.items():
+        rt.must("delete", "--force", cid)
 
 
 ROWS = [
@@ -189,15 +227,14 @@ ROWS = [
 ]
 
 
-def ratio(rt, base, metric):
-    """The median of the per-round ratios of rt to base (rounds are interleaved)."""
-    if metric not in rt.samples:
-        return None
-    return statistics.median(a / b for a, b in zip(rt.samples[metric], base.samples[metric]))
+def round_ratios(rt, base, metric):
+    """The per-round ratios of rt to base (rounds are interleaved)."""
+    return [a / b for a, b in zip(rt.samples.get(metric, []), base.samples[metric])]
 
 
 def results(runtimes, floor, base):
-    """[(label, [(name, value, ratio to base)])]; value None where a column has no such row."""
+    """[(label, [(name, value, ratio to base, (lowest, highest) per-round ratio)])]; value None
+    where a column has no such row."""
     columns = runtimes + [floor]
     rows = []
     for label, metric in ROWS:
@@ -205,40 +242,48 @@ def results(runtimes, floor, base):
         for rt in columns:
             samples = rt.samples.get(metric)
             value = statistics.median(samples) * 1000 if samples else None
-            cells.append((rt.name, value, ratio(rt, base, metric)))
+            ratios = round_ratios(rt, base, metric)
+            spread = (min(ratios), max(ratios)) if ratios else None
+            cells.append((rt.name, value, statistics.median(ratios) if ratios else None, spread))
         rows.append((label, cells))
     base_rss = base.peak_rss_kib / 1024
     rows.append(("peak RSS of run (MiB)",
-                 [(rt.name, rt.peak_rss_kib / 1024, rt.peak_rss_kib / 1024 / base_rss) for rt in columns]))
+                 [(rt.name, rt.peak_rss_kib / 1024, rt.peak_rss_kib / 1024 / base_rss, None)
+                  for rt in columns]))
     return rows
 
 
 def print_table(rows, base, lifecycles):
-    names = [name for name, _, _ in rows[0][1]]
+    names = [name for name, _, _, _ in rows[0][1]]
     header = ["", *[f"{name}" for name in names]]
     lines = [header]
     for label, cells in rows:
         shown = []
-        for name, value, r in cells:
+        for name, value, r, spread in cells:
             if value is None:
                 shown.append("-")
             elif name == base.name:
                 shown.append(f"{value:.2f}")
+            elif spread and spread[0] != spread[1]:
+                shown.append(f"{value:.2f} (x{r:.2f}, {spread[0]:.2f}-{spread[1]:.2f})")
             else:
                 shown.append(f"{value:.2f} (x{r:.2f})")
         lines.append([label.format(n=lifecycles), *shown])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    print(f"ratios: median of per-round ratios against {base.name}")
+    print(f"ratios: median of per-round ratios against {base.name} (lowest-highest round)")
     for row in lines:
         print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
 
 
 def svg_chart(rows, base, lifecycles, title):
-    """Horizontal bars: each runtime's ratio against the baseline, per row; a line at 1."""
+    """Horizontal bars: each runtime's ratio against the baseline, per row, with the range of
+    the per-round ratios as a line across the bar; a dashed line at 1."""
     colors = {"runc": "#9e9e9e", "berth": "#1565c0", "floor": "#c8e6c9"}
-    others = [name for name, _, _ in rows[0][1] if name != base.name]
+    others = [name for name, _, _, _ in rows[0][1] if name != base.name]
     bar, gap, label_w, plot_w, top = 14, 12, 250, 420, 50
-    scale = plot_w / max(3.0, max(r for _, cells in rows for n, v, r in cells if r and n != base.name))
+    widest = max(max(r, spread[1] if spread else 0)
+                 for _, cells in rows for n, v, r, spread in cells if r and n != base.name)
+    scale = plot_w / max(3.0, widest)
     height = top + len(rows) * (len(others) * bar + gap) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 80}" height="{height}" '
            'font-family="sans-serif" font-size="12">',
@@ -248,13 +293,18 @@ def svg_chart(rows, base, lifecycles, title):
     y = top
     for label, cells in rows:
         out.append(f'<text x="10" y="{y + len(others) * bar / 2 + 4}">{label.format(n=lifecycles)}</text>')
-        for name, value, r in cells:
+        for name, value, r, spread in cells:
             if name == base.name:
                 continue
             if r is not None:
                 w = r * scale
                 out.append(f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar - 2}" '
                            f'fill="{colors.get(name, "#ffb74d")}"/>')
+                if spread:
+                    low, high = label_w + spread[0] * scale, label_w + spread[1] * scale
+                    out.append(f'<line x1="{low:.1f}" y1="{y + (bar - 2) / 2}" x2="{high:.1f}" '
+                               f'y2="{y + (bar - 2) / 2}" stroke="black"/>')
+                    w = max(w, spread[1] * scale)
                 out.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar - 4}">{name} x{r:.2f}</text>')
             y += bar
         y += gap
@@ -295,27 +345,18 @@ def main():
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {name}: {path} is not executable")
         runtimes.append(Runtime(name, os.path.abspath(path), workdir))
-    true_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-true", ["/bin/true"])
-    sleep_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "1000"])
-    seccomp_bundle = make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-seccomp", ["/bin/true"],
-                                 seccomp=docker_like_seccomp())
+    bundles = (
+        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-true", ["/bin/true"]),
+        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-seccomp", ["/bin/true"],
+                    seccomp=docker_like_seccomp()),
+        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "1000"]),
+    )
     floor = Floor(os.path.abspath(opts.rootfs), workdir)
 
     print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
     try:
         for round_no in range(opts.rounds):
-            order = random.sample(runtimes, len(runtimes))
-            for rt in order:
-                run_and_delete(rt, true_bundle, f"{rt.name}-run-{round_no}", opts.lifecycles)
-                rt.measure_rss("run", "--bundle", true_bundle, f"{rt.name}-rss-{round_no}")
-                rt.must("delete", "--force", f"{rt.name}-rss-{round_no}")
-                run_and_delete(rt, seccomp_bundle, f"{rt.name}-seccomp-{round_no}", opts.lifecycles,
-                               "run+delete seccomp")
-            floor.run(opts.lifecycles)
-            for rt in order:
-                churn(rt, true_bundle, f"{rt.name}-churn-{round_no}", opts.lifecycles)
-            for rt in order:
-                exec_and_state(rt, sleep_bundle, f"{rt.name}-exec-{round_no}", opts.repeats)
+            measure_round(runtimes, floor, bundles, round_no, opts)
             print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr, flush=True)
         rows = results(runtimes, floor, runtimes[0])
         print_table(rows, runtimes[0], opts.lifecycles)
