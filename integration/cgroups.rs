@@ -1118,7 +1118,8 @@ fn a_container_runs_in_an_existing_cgroup_that_was_killed_before() {
 }
 
 /// A new cgroup namespace is rooted at the container's cgroups: the init unshares it only after
-/// the runtime moved it there (on v1 it sets up its first mounts while that write waits).
+/// the runtime moved it there (on v1 it sets up its first mounts while that write waits). The
+/// hierarchies mounted in the container show that root too, not the host's tree.
 #[test]
 fn a_cgroup_namespace_is_rooted_at_the_containers_cgroups() {
     let mut c = Container::new();
@@ -1137,6 +1138,17 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroups() {
     assert!(!out.is_empty());
     for line in out.lines() {
         assert!(line.ends_with(":/"), "not the namespace's root:\n{out}");
+    }
+    let out = c.sh(
+        "for procs in /sys/fs/cgroup/cgroup.procs /sys/fs/cgroup/*/cgroup.procs; do \
+           [ -f $procs ] && echo \"$procs $(grep -cx $$ $procs)\"; done",
+    );
+    assert!(!out.is_empty(), "no cgroup.procs under /sys/fs/cgroup");
+    for line in out.lines() {
+        assert!(
+            line.ends_with(" 1"),
+            "a root that does not hold the container:\n{out}"
+        );
     }
 }
 

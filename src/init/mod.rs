@@ -97,6 +97,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         rootfs: &args.bundle.rootfs,
         no_pivot: args.no_pivot,
         own_mount_namespace: args.namespaces.has(LinuxNamespaceType::Mount),
+        cgroup_namespace: args.namespaces.has(LinuxNamespaceType::Cgroup),
         extra_mounts: args.extra_mounts.clone(),
         host_clones: std::mem::take(&mut args.host_clones),
         // The mounts before this point overlap the runtime's write to cgroup.procs.

@@ -1,8 +1,11 @@
 //! Mounts of type `cgroup`. On a cgroup2 host this is a plain cgroup2 mount. On a v1 (or
-//! hybrid) host, like runc, the destination gets a tmpfs holding one bind mount per v1
-//! hierarchy, each showing the container's own cgroup directory of that hierarchy. The entry's
-//! options (`ro`) are the hierarchies'; the tmpfs stays writable, as in runc, so that a
-//! systemd inside can add its own directories (`podman --systemd`).
+//! hybrid) host, like runc, the destination gets a tmpfs holding one mount per v1 hierarchy,
+//! each showing the container's own cgroup of that hierarchy: in a cgroup namespace a new mount
+//! of the hierarchy, which the kernel roots at the namespace's root (the namespace shows no
+//! path to the container's directory in the host's mount); otherwise a bind mount of that
+//! directory from the host's mount. The entry's options (`ro`) are the hierarchies'; the tmpfs
+//! stays writable, as in runc, so that a systemd inside can add its own directories
+//! (`podman --systemd`).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
@@ -25,6 +28,7 @@ pub fn mount_cgroup(
     entry: &Mount,
     plan: &MountPlan,
     mount_label: Option<&str>,
+    cgroup_namespace: bool,
 ) -> Result<()> {
     let dest = entry.destination();
     let unified = statfs("/sys/fs/cgroup")
@@ -51,18 +55,47 @@ pub fn mount_cgroup(
     let target = ensure_in_root(root, dest, Kind::Dir, true)?;
     attach(root, &tmpfs, &target, dest)?;
 
-    for (name, source) in own_v1_cgroups()? {
-        let sub = dest.join(&name);
-        bind_hierarchy(root, &source, &sub, plan)
-            .with_context(|| format!("bind cgroup {}", source.display()))?;
+    for hierarchy in own_v1_cgroups()? {
+        let name = &hierarchy.name;
+        let sub = dest.join(name);
+        if cgroup_namespace {
+            mount_hierarchy(root, &hierarchy.controllers, &sub, plan)
+                .with_context(|| format!("mount cgroup {}", hierarchy.controllers.join(",")))?;
+        } else {
+            bind_hierarchy(root, &hierarchy.host_dir, &sub, plan)
+                .with_context(|| format!("bind cgroup {}", hierarchy.host_dir.display()))?;
+        }
         // Co-mounted controllers ("cpu,cpuacct") also get one link per controller, like runc.
         if name.contains(',') {
             for part in name.split(',') {
-                create_link(root, &name, &dest.join(part).to_string_lossy())?;
+                create_link(root, name, &dest.join(part).to_string_lossy())?;
             }
         }
     }
     apply_propagation(tmpfs.as_fd(), plan)
+}
+
+/// A new mount of the v1 hierarchy of `controllers` ("memory", "name=systemd") at `dest`.
+fn mount_hierarchy(
+    root: BorrowedFd<'_>,
+    controllers: &[String],
+    dest: &Path,
+    plan: &MountPlan,
+) -> Result<()> {
+    let data = controllers
+        .iter()
+        .map(|controller| match controller.split_once('=') {
+            Some((key, value)) => (key.to_owned(), Some(value.to_owned())),
+            None => (controller.clone(), None),
+        });
+    let hierarchy_plan = MountPlan {
+        attr: plan.attr,
+        data: data.collect(),
+        ..Default::default()
+    };
+    let mnt = new_filesystem("cgroup", Path::new("cgroup"), &hierarchy_plan)?;
+    let target = ensure_in_root(root, dest, Kind::Dir, true)?;
+    attach(root, &mnt, &target, dest)
 }
 
 fn bind_hierarchy(
@@ -89,14 +122,22 @@ fn bind_hierarchy(
     attach(root, &clone, &target, dest)
 }
 
-/// For every v1 hierarchy this process belongs to, in the order of the host's mounts (as runc):
-/// the hierarchy's directory name under /sys/fs/cgroup and the host path of this process's
-/// cgroup in it.
-fn own_v1_cgroups() -> Result<Vec<(String, PathBuf)>> {
+/// A v1 hierarchy this process belongs to.
+struct V1Hierarchy {
+    /// Its directory name under /sys/fs/cgroup ("memory", "cpu,cpuacct").
+    name: String,
+    /// As /proc/self/cgroup names them ("cpu", "cpuacct"; "name=systemd").
+    controllers: Vec<String>,
+    /// This process's cgroup in the host's mount of the hierarchy.
+    host_dir: PathBuf,
+}
+
+/// Every v1 hierarchy this process belongs to, in the order of the host's mounts (as runc).
+fn own_v1_cgroups() -> Result<Vec<V1Hierarchy>> {
     let me = Process::myself().context("open /proc/self")?;
     let mounts = me.mountinfo().context("read /proc/self/mountinfo")?;
     let cgroups = me.cgroups().context("read /proc/self/cgroup")?;
-    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    let mut found: Vec<V1Hierarchy> = Vec::new();
     // A hierarchy mounted more than once is bound from its first mount only.
     let mut bound = Vec::new();
     for mi in mounts.0.iter().filter(|mi| mi.fs_type == "cgroup") {
@@ -114,9 +155,13 @@ fn own_v1_cgroups() -> Result<Vec<(String, PathBuf)>> {
             .strip_prefix(&mi.root)
             .unwrap_or(Path::new(&cg.pathname));
         let relative = relative.strip_prefix("/").unwrap_or(relative);
-        if !found.iter().any(|(n, _)| n == name) {
+        if !found.iter().any(|hierarchy| hierarchy.name == name) {
             bound.push(cg.hierarchy);
-            found.push((name.to_owned(), mi.mount_point.join(relative)));
+            found.push(V1Hierarchy {
+                name: name.to_owned(),
+                controllers: cg.controllers.clone(),
+                host_dir: mi.mount_point.join(relative),
+            });
         }
     }
     Ok(found)

@@ -67,6 +67,8 @@ pub struct RootfsOptions<'a> {
     pub no_pivot: bool,
     /// False when the config lists no mount namespace: the init is in the runtime's.
     pub own_mount_namespace: bool,
+    /// The container has a cgroup namespace (new or joined), entered by `before_cgroup_use`.
+    pub cgroup_namespace: bool,
     /// Mounts the runtime adds after the config's own (e.g. the NOTIFY_SOCKET directory).
     pub extra_mounts: Vec<Mount>,
     /// The bind sources the runtime cloned for `mounts` entries.
@@ -155,6 +157,7 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
             entry,
             opts.host_clones.take(i),
             mount_label(spec),
+            opts.cgroup_namespace,
         )
         .with_context(|| format!("{what}: mount on {}", entry.destination().display()))?;
         deferred.extend(done);

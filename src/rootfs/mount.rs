@@ -24,13 +24,15 @@ pub struct DeferredReadonly(pub std::path::PathBuf);
 
 /// Perform one config mount. `host_clone` is the clone of its bind source the runtime made, if
 /// it made one (see `host_sources`); a new filesystem gets
-/// `mount_label` (see [`selinux::labelled_mount_data`]). Returns a deferred read-only remount if
-/// one is needed.
+/// `mount_label` (see [`selinux::labelled_mount_data`]); a `cgroup` mount shows the cgroup
+/// namespace's root when `cgroup_namespace`. Returns a deferred read-only remount if one is
+/// needed.
 pub fn mount_entry(
     root: BorrowedFd<'_>,
     entry: &Mount,
     host_clone: Option<OwnedFd>,
     mount_label: Option<&str>,
+    cgroup_namespace: bool,
 ) -> Result<Option<DeferredReadonly>> {
     let dest = entry.destination();
     let mut plan = parse_options(entry.options().as_deref().unwrap_or_default());
@@ -55,7 +57,8 @@ pub fn mount_entry(
     } else {
         let typ = typ.context("type is required for a non-bind mount")?;
         if typ == "cgroup" {
-            return super::cgroup::mount_cgroup(root, entry, &plan, mount_label).map(|()| deferred);
+            return super::cgroup::mount_cgroup(root, entry, &plan, mount_label, cgroup_namespace)
+                .map(|()| deferred);
         }
         if matches!(typ, "proc" | "sysfs") {
             refuse_symlink_destination(root, dest, typ)?;
