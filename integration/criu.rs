@@ -25,9 +25,9 @@ use crate::common::{COMMAND_TIMEOUT, Container, Output, Spawned, process_mut, re
 const CRIU_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Prints 1, 2, 3... on stdout, ten a second, and each also into `/data/count` when the
-/// container has a `/data`.
-const COUNTER: &str =
-    "i=0; while :; do i=$((i+1)); echo $i; [ -d /data ] && echo $i > /data/count; sleep 0.1; done";
+/// container has a `/data`, replacing the file whole (a reader never sees it truncated).
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i; \
+    [ -d /data ] && echo $i > /data/.count && mv /data/.count /data/count; sleep 0.1; done";
 
 fn counter() -> Container {
     Container::with_args(&["sh", "-c", COUNTER])
