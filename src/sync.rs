@@ -118,6 +118,10 @@ impl Channel {
         let (bytes, fd) = loop {
             match sys::receive_fd(self.0.as_fd()) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The peer closed with a message of ours unread (an init that failed before
+                // reading CgroupJoined). A seqpacket socket reports that once, before the
+                // messages the peer sent: its reason for failing comes next.
+                Err(nix::errno::Errno::ECONNRESET) => continue,
                 other => break other.context("receiving from the other side")?,
             }
         };
@@ -169,4 +173,21 @@ pub fn write_line(connection: &mut impl Write, message: &Message) -> Result<()> 
 pub fn read_lines(text: &str) -> impl Iterator<Item = Message> + '_ {
     text.lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|_| Message::Failed(line.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_that_closes_with_a_message_unread_is_still_heard() {
+        let (runtime, init) = Channel::pair().unwrap();
+        init.send(&Message::Failed("mounting /proc".into()))
+            .unwrap();
+        runtime.send(&Message::CgroupJoined).unwrap();
+        drop(init);
+        let heard = runtime.recv().unwrap();
+        assert_eq!(heard, Some(Message::Failed("mounting /proc".into())));
+        assert_eq!(runtime.recv().unwrap(), None);
+    }
 }
