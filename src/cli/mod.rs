@@ -10,13 +10,27 @@ use crate::logging::LogFormat;
 
 /// Parses berth's command line (exits with clap's message on a usage error). Only the
 /// subcommand given is built: the others are a name and a line of help until asked for.
+///
+/// Callers put the global flags before the subcommand (runc accepts them nowhere else), and
+/// that is parsed without clap's copy of each global flag into every subcommand, which cost
+/// more than the rest of a parse. Anything else (help, a usage error, a global flag after the
+/// subcommand) is parsed again as berth's full definition, with what it prints and accepts.
 pub fn parse(args: Vec<String>) -> Cli {
-    let mut command = Cli::command();
-    let args = normalize::normalize_args(&command, args);
-    let parsed = command
-        .try_get_matches_from_mut(args)
-        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches));
-    parsed.unwrap_or_else(|err| err.format(&mut command).exit())
+    try_parse(args).unwrap_or_else(|err| err.exit())
+}
+
+fn try_parse(args: Vec<String>) -> Result<Cli, clap::Error> {
+    let mut leading_globals = Cli::command().mut_args(|arg| arg.global(false));
+    let args = normalize::normalize_args(&leading_globals, args);
+    parse_with(&mut leading_globals, args.clone()).or_else(|_| {
+        let mut command = Cli::command();
+        parse_with(&mut command, args).map_err(|err| err.format(&mut command))
+    })
+}
+
+fn parse_with(command: &mut clap::Command, args: Vec<String>) -> Result<Cli, clap::Error> {
+    let mut matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
 }
 
 #[derive(Parser, Debug)]
@@ -312,6 +326,47 @@ pub struct RestoreArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_line(line: &str) -> Result<Cli, clap::Error> {
+        try_parse(line.split(' ').map(String::from).collect())
+    }
+
+    #[test]
+    fn global_flags_are_taken_before_and_after_the_subcommand() {
+        for line in [
+            "berth --root /r --debug --systemd-cgroup state id",
+            "berth state --root /r --debug --systemd-cgroup id",
+            "berth --root /r state --debug id --systemd-cgroup",
+        ] {
+            let cli = parse_line(line).unwrap();
+            assert_eq!(cli.root, Some(PathBuf::from("/r")), "{line}");
+            assert!(cli.debug && cli.systemd_cgroup, "{line}");
+            assert!(matches!(cli.command, Some(Command::State { id }) if id == "id"));
+        }
+        let spec = parse_line("berth spec --rootless").unwrap();
+        assert_eq!(spec.rootless.as_deref(), Some("true"));
+    }
+
+    /// Help and usage errors are those of berth's full definition: a subcommand's help lists
+    /// the global flags.
+    #[test]
+    fn help_and_usage_errors_are_the_full_definitions() {
+        for line in [
+            "berth state --help",
+            "berth --help",
+            "berth state",
+            "berth nosuch",
+        ] {
+            let full = Cli::command()
+                .try_get_matches_from(line.split(' '))
+                .unwrap_err();
+            let parsed = parse_line(line).err().unwrap();
+            assert_eq!(parsed.to_string(), full.to_string(), "{line}");
+            assert_eq!(parsed.kind(), full.kind(), "{line}");
+        }
+        let help = parse_line("berth state --help").err().unwrap().to_string();
+        assert!(help.contains("--systemd-cgroup"), "{help}");
+    }
 
     /// Subcommands are built only when used (`defer`): once built, each must keep the help
     /// line `berth --help` lists for it, which a doc comment on a flattened struct would
