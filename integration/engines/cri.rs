@@ -500,6 +500,7 @@ pub mod systemd {
         engine: images(), session: SystemdNode, scenarios: crate::cri;
             pod_lifecycle,
             resources_and_update,
+            oom_killed,
     }
 
     pub mod own {
