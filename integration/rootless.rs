@@ -19,9 +19,9 @@ use crate::common::{
 
 /// An unprivileged user of the host, with /etc/subuid and /etc/subgid ranges (useradd gives
 /// them when Debian's uidmap is installed); removed with everything of it on drop.
-struct HostUser {
-    name: String,
-    uid: u32,
+pub(crate) struct HostUser {
+    pub(crate) name: String,
+    pub(crate) uid: u32,
     gid: u32,
 }
 
@@ -101,13 +101,13 @@ fn retry_while_locked(mut run: impl FnMut() -> std::process::ExitStatus) -> bool
 
 /// A container of a [`HostUser`], with the config `spec --rootless` writes for that user. The
 /// container is dropped (force-deleted and leak-checked) before the user is removed.
-struct RootlessContainer {
-    c: Container,
-    user: HostUser,
+pub(crate) struct RootlessContainer {
+    pub(crate) c: Container,
+    pub(crate) user: HostUser,
 }
 
 impl RootlessContainer {
-    fn new(args: &[&str]) -> RootlessContainer {
+    pub(crate) fn new(args: &[&str]) -> RootlessContainer {
         let c = Container::new();
         let user = HostUser::new(&c.id);
         fs::create_dir_all(&c.root).unwrap();
@@ -144,16 +144,22 @@ impl RootlessContainer {
 
     /// The runtime with the container's `--root`, run as the user.
     #[track_caller]
-    fn berth(&self, args: &[&str]) -> Output {
+    pub(crate) fn berth(&self, args: &[&str]) -> Output {
+        self.berth_with(args, |_| {})
+    }
+
+    /// [`berth`](Self::berth) with a hook to adjust the command (its environment).
+    #[track_caller]
+    pub(crate) fn berth_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
         let root = self.c.root.to_str().unwrap();
         let mut full = vec![runtime().to_str().unwrap(), "--root", root];
         full.extend_from_slice(args);
-        self.as_user(&full, |_| {})
+        self.as_user(&full, adjust)
     }
 
     /// `command…` as the user, without supplementary groups.
     #[track_caller]
-    fn as_user(&self, command: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
+    pub(crate) fn as_user(&self, command: &[&str], adjust: impl FnOnce(&mut Command)) -> Output {
         let (uid, gid) = (self.user.uid.to_string(), self.user.gid.to_string());
         let mut args = vec!["--reuid", &uid, "--regid", &gid, "--clear-groups", "--"];
         args.extend_from_slice(command);
@@ -162,7 +168,7 @@ impl RootlessContainer {
             .wait(COMMAND_TIMEOUT)
     }
 
-    fn bundle(&self) -> &str {
+    pub(crate) fn bundle(&self) -> &str {
         self.c.bundle.to_str().unwrap()
     }
 

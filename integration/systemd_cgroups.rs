@@ -18,6 +18,7 @@ use crate::common::{
     COMMAND_TIMEOUT, Container, Output, set_args, systemd_cgroup, systemd_unit_loaded,
     systemd_unit_property,
 };
+use crate::rootless::{HostUser, RootlessContainer};
 
 /// Whether this test runs here: the driver's tests need the harness in systemd mode.
 fn on_systemd() -> bool {
@@ -400,4 +401,169 @@ fn podman_with_the_systemd_cgroup_manager_runs_a_memory_limited_container() {
     assert_eq!(max, "67108864", "{unit}");
     assert!(removed.status.success(), "podman rm: {removed:?}");
     assert!(!systemd_unit_loaded(&unit), "{unit} outlived podman rm");
+}
+
+/// The systemd instance of a test user (`user@<uid>.service`, with its session bus), started
+/// as logind starts it for a lingering user; stopped, and the linger undone, on drop.
+struct UserManager {
+    name: String,
+    uid: u32,
+}
+
+impl UserManager {
+    fn start(user: &HostUser) -> UserManager {
+        let manager = UserManager {
+            name: user.name.clone(),
+            uid: user.uid,
+        };
+        let linger = Command::new("loginctl")
+            .args(["enable-linger", &user.name])
+            .status()
+            .expect("run loginctl");
+        assert!(linger.success(), "loginctl enable-linger {}", user.name);
+        // Booting a user's systemd under emulation takes a while.
+        let deadline = Instant::now() + 4 * COMMAND_TIMEOUT;
+        let bus = manager.runtime_dir().join("bus");
+        while !(bus.exists()
+            && systemd_unit_property(&manager.service(), "ActiveState") == "active")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not start",
+                manager.service()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        manager
+    }
+
+    fn service(&self) -> String {
+        format!("user@{}.service", self.uid)
+    }
+
+    /// $XDG_RUNTIME_DIR of the user's session: where its bus listens.
+    fn runtime_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/run/user/{}", self.uid))
+    }
+
+    /// The environment a login session of the user has.
+    fn session_env(&self, cmd: &mut Command) {
+        cmd.env("XDG_RUNTIME_DIR", self.runtime_dir());
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        let _ = Command::new("loginctl")
+            .args(["disable-linger", &self.name])
+            .status();
+        let runtime_dir_service = format!("user-runtime-dir@{}.service", self.uid);
+        let _ = Command::new("systemctl")
+            .args(["stop", &self.service(), &runtime_dir_service])
+            .status();
+    }
+}
+
+/// A rootless container (`spec --rootless`, run by a test user) with `cgroupsPath` in
+/// systemd form, its slice left to the default, and a memory and a pids limit.
+fn rootless_with_limits() -> RootlessContainer {
+    let mut r = RootlessContainer::new(&["sleep", "1000"]);
+    let cgroups_path = format!(":berth-it:{}", r.c.id);
+    r.c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        linux.set_cgroups_path(Some(PathBuf::from(cgroups_path)));
+        let limits = json!({"memory": {"limit": 67108864}, "pids": {"limit": 32}});
+        linux.set_resources(Some(
+            serde_json::from_value(limits).expect("resources parse"),
+        ));
+    });
+    r
+}
+
+#[test]
+fn rootless_the_users_systemd_runs_the_scope_with_the_limits() {
+    if !on_systemd() {
+        return;
+    }
+    let r = rootless_with_limits();
+    let create = [
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        r.bundle(),
+        &r.c.id,
+    ];
+    if cgroup_v1() {
+        let out = r.berth(&create);
+        assert_refused_leaving_nothing(&r.c, &out, &["rootless", "needs cgroup v2"]);
+        return;
+    }
+    let manager = UserManager::start(&r.user);
+    let berth = |args: &[&str]| r.berth_with(args, |cmd| manager.session_env(cmd));
+    berth(&create).success();
+    // runc's default slice for the user's instance: its user.slice.
+    let unit = format!("berth-it-{}.scope", r.c.id);
+    let show = |property: &str| {
+        let args = [
+            "systemctl",
+            "--user",
+            "show",
+            "--property",
+            property,
+            "--value",
+            &unit,
+        ];
+        let out = r.as_user(&args, |cmd| manager.session_env(cmd)).success();
+        out.stdout.trim().to_string()
+    };
+    let uid = r.user.uid;
+    let cgroup = format!("/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/{unit}");
+    assert_eq!(show("ControlGroup"), cgroup);
+    assert_eq!(show("MemoryMax"), "67108864");
+    assert_eq!(show("TasksMax"), "32");
+    let pid = r.c.state_json()["pid"].as_i64().expect("state has the pid");
+    let init_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(init_cgroup, format!("0::{cgroup}\n"));
+
+    // Started first: a rootless exec into a container still waiting for `start` fails with
+    // EPERM from setns (runc's works), a bug apart from the driver's.
+    berth(&["--systemd-cgroup", "start", &r.c.id]).success();
+    // The exec'd process joins the init's cgroup (the user's systemd moves it there: the
+    // user may not move it out of berth's cgroup), and sees the limits.
+    let script = "cat /proc/1/cgroup /proc/self/cgroup /sys/fs/cgroup/memory.max \
+                  /sys/fs/cgroup/pids.max";
+    let inside = berth(&["--systemd-cgroup", "exec", &r.c.id, "sh", "-c", script]).success();
+    let words: Vec<&str> = inside.stdout.split_whitespace().collect();
+    assert_eq!(words.len(), 4, "{inside}");
+    assert_eq!(
+        words[0], words[1],
+        "the exec'd process is not in the init's cgroup"
+    );
+    assert_eq!(words[2..], ["67108864", "32"], "{inside}");
+
+    berth(&["--systemd-cgroup", "delete", "--force", &r.c.id]).success();
+    assert_eq!(show("LoadState"), "not-found");
+    r.c.assert_no_leaks();
+}
+
+#[test]
+fn rootless_without_the_users_bus_the_flag_is_a_one_line_error_that_changes_nothing() {
+    if !on_systemd() || cgroup_v1() {
+        return;
+    }
+    let r = rootless_with_limits();
+    // A runtime dir without a bus in it, as where dbus-user-session is not installed.
+    let runtime_dir = r.c.dir.join("xdg");
+    fs::create_dir(&runtime_dir).unwrap();
+    let run = ["--systemd-cgroup", "run", "--bundle", r.bundle(), &r.c.id];
+    let out = r.berth_with(&run, |cmd| {
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd.env("XDG_RUNTIME_DIR", &runtime_dir);
+    });
+    let words = [
+        "no user session bus",
+        "dbus-user-session",
+        "without --systemd-cgroup",
+    ];
+    assert_refused_leaving_nothing(&r.c, &out, &words);
 }

@@ -43,9 +43,9 @@ enum Change {
 
 impl Cgroup {
     fn create_each_dir(&mut self) -> Result<()> {
-        let hierarchy = self.handle.hierarchy;
+        let (hierarchy, rootless) = (self.handle.hierarchy, self.handle.rootless);
         for dir in &mut self.handle.dirs {
-            dir.created = create_dir(dir, hierarchy)?;
+            dir.created = create_dir(dir, hierarchy, rootless)?;
             if dir.version == Version::V2 {
                 // Only into a cgroup made just now: once a cgroup's cgroup.kill was written,
                 // the kernel (6.x) SIGKILLs every later CLONE_INTO_CGROUP child there. An
@@ -94,7 +94,7 @@ impl Cgroup {
         let r = self.to_set(r, Change::Create);
         unit.start(pid, &r, self.handle.hierarchy)?;
         for dir in &self.handle.dirs {
-            create_dir(dir, self.handle.hierarchy)?;
+            create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
         }
         self.join(pid, &self.handle.dirs)?;
         self.plan(&r)?.apply()
@@ -111,16 +111,21 @@ impl Cgroup {
 /// Creates `dir` if it is missing and makes its controllers usable; whether it was made now.
 /// On a v2 host, every controller the host offers is enabled down to it, as runc does, so
 /// later updates can use them (also those systemd does not delegate, like hugetlb); on hybrid
-/// hosts, those on the cgroup2 mount are enabled when a field needs them.
-fn create_dir(dir: &CgroupDir, hierarchy: Version) -> Result<bool> {
+/// hosts, those on the cgroup2 mount are enabled when a field needs them. Rootless, only those
+/// its parent offers: the cgroups above the delegated ones are not the user's to change.
+fn create_dir(dir: &CgroupDir, hierarchy: Version, rootless: bool) -> Result<bool> {
     let created = fs::create_dirs(&dir.path)?;
     let made_now = created.last() == Some(&dir.path);
     if dir.controllers.iter().any(|c| c == "cpuset") {
         v1::init_cpuset(&dir.mount_point, &dir.path)?;
     }
     if hierarchy == Version::V2 {
-        let all = v2::controllers(&dir.mount_point)?;
-        v2::enable_controllers(&dir.mount_point, &dir.path, &all)?;
+        let offering = match dir.path.parent() {
+            Some(parent) if rootless => parent,
+            _ => &dir.mount_point,
+        };
+        let wanted = v2::controllers(offering)?;
+        v2::enable_controllers(&dir.mount_point, &dir.path, &wanted)?;
     }
     Ok(made_now)
 }
@@ -173,9 +178,27 @@ impl CgroupManager for Cgroup {
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
         sub.check_controllers(&self.handle.dirs)?;
         for dir in &self.handle.dirs {
-            fs::write(&sub.dir_in(dir)?, "cgroup.procs", &pid.to_string())?;
+            let target = sub.dir_in(dir)?;
+            let joined = fs::write(&target, "cgroup.procs", &pid.to_string());
+            match &self.driver {
+                // Rootless, berth may not move a process out of a cgroup the user does not own
+                // (its login session's, where berth runs); the unit's systemd may, as it moved
+                // the init there.
+                Driver::Systemd(unit)
+                    if target == dir.path && joined.as_ref().is_err_and(is_permission_error) =>
+                {
+                    unit.attach(pid)?
+                }
+                _ => joined?,
+            }
         }
         Ok(())
+    }
+
+    fn prepare_exec_from_user_namespace(&self) {
+        if let Driver::Systemd(unit) = &self.driver {
+            unit.connect_if_possible();
+        }
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {

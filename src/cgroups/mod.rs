@@ -104,6 +104,10 @@ pub trait CgroupManager {
     fn add_cloned_init(&self, pid: i32) -> Result<()>;
     /// Moves an exec'd process into the cgroup, or the sub-cgroups `exec --cgroup` names.
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()>;
+    /// Before an unprivileged exec enters the container's user namespace: connects to what
+    /// `add_exec_process` may need from outside it (the user's systemd, whose bus would not
+    /// know berth in there). A failure shows when it is needed.
+    fn prepare_exec_from_user_namespace(&self);
     /// Applies every field that is set (see `convert::without_unset`) at create, after checking
     /// them all. On error, `remove` undoes what was made.
     fn apply(&self, resources: &LinuxResources) -> Result<()>;

@@ -181,6 +181,9 @@ impl ExecTarget {
         if nix::unistd::geteuid().is_root() || !self.namespaces.contains(user) {
             return Ok(());
         }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.prepare_exec_from_user_namespace();
+        }
         let pid = if self.pid_namespace {
             CloneFlags::CLONE_NEWPID
         } else {

@@ -150,6 +150,16 @@ impl Bus {
         Ok(())
     }
 
+    /// AttachProcessesToUnit: `pid` into the unit's own cgroup. A user's systemd asks the
+    /// system's to do it where it may not itself.
+    pub fn attach_process(&self, unit: &str, pid: u32) -> Result<()> {
+        let () = self
+            .manager()
+            .method_call(MANAGER, "AttachProcessesToUnit", (unit, "", vec![pid]))
+            .with_context(|| format!("systemd: moving process {pid} into unit {unit}"))?;
+        Ok(())
+    }
+
     /// Lets systemd forget a failed unit, so the name can be used again.
     fn reset_failed(&self, unit: &str) {
         let _: Result<(), dbus::Error> =

@@ -14,7 +14,7 @@ mod unit;
 
 use std::cell::{OnceCell, RefCell};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use oci_spec::runtime::LinuxResources;
 
 pub use unit::Unit;
@@ -41,9 +41,17 @@ pub fn plan(
     user: bool,
 ) -> Result<(CgroupHandle, Session)> {
     let unit = Unit::from_cgroups_path(cgroups_path, container_id, user)?;
+    let layout = Layout::detect()?;
+    if user && !matches!(layout, Layout::V2 { .. }) {
+        // systemd delegates no v1 controller to a user's instance; runc refuses this too.
+        bail!(
+            "--systemd-cgroup for a rootless container needs cgroup v2: the user's systemd \
+             cannot delegate cgroup v1 controllers; run without --systemd-cgroup"
+        );
+    }
     let bus = Bus::connect(user)?;
     let cgroup = layout::clean_cgroup_path(&format!("{}/{}", bus.manager_cgroup()?, unit.cgroup()));
-    let (hierarchy, dirs) = hierarchy::place(&Layout::detect()?, |_| Ok(cgroup.clone()))?;
+    let (hierarchy, dirs) = hierarchy::place(&layout, |_| Ok(cgroup.clone()))?;
     let handle = CgroupHandle {
         hierarchy,
         cgroups_path: cgroup,
@@ -114,6 +122,17 @@ impl Session {
             return Ok(());
         }
         self.bus()?.set_unit_properties(&self.unit.name, &props)
+    }
+
+    /// Connects now, while berth can: the error, if any, comes back from the first call.
+    pub fn connect_if_possible(&self) {
+        let _ = self.bus();
+    }
+
+    /// Has systemd move `pid` into the unit's cgroup.
+    pub fn attach(&self, pid: i32) -> Result<()> {
+        self.bus()?
+            .attach_process(&self.unit.name, pid.unsigned_abs())
     }
 
     pub fn stop(&self) -> Result<()> {
