@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::common::readme::readme_block;
 use crate::common::{
-    COMMAND_TIMEOUT, Container, Output, set_args, systemd_cgroup, systemd_unit_loaded,
+    COMMAND_TIMEOUT, Container, Output, runtime, set_args, systemd_cgroup, systemd_unit_loaded,
     systemd_unit_property,
 };
 use crate::rootless::{HostUser, RootlessContainer};
@@ -566,4 +566,64 @@ fn rootless_without_the_users_bus_the_flag_is_a_one_line_error_that_changes_noth
         "without --systemd-cgroup",
     ];
     assert_refused_leaving_nothing(&r.c, &out, &words);
+}
+
+/// Root in a user namespace of its own, as in a system container whose systemd runs as its
+/// root, without a user's session bus: the unit is the system's systemd's (runc asks `busctl
+/// --user status` there), not a user's, which does not exist.
+#[test]
+fn root_in_a_user_namespace_without_a_users_bus_asks_the_systems_systemd() {
+    if !on_systemd() {
+        return;
+    }
+    let c = Container::with_args(&["sleep", "1000"]);
+    // What that namespace may mount: only root is mapped (no devpts `gid=5`, as `spec
+    // --rootless` leaves it out), and a cgroup filesystem needs a cgroup namespace of its own.
+    c.configure_json(|config| {
+        let mounts = config["mounts"].as_array_mut().expect("mounts");
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for options in mounts
+            .iter_mut()
+            .filter_map(|m| m["options"].as_array_mut())
+        {
+            options.retain(|o| o != "gid=5");
+        }
+    });
+    let (berth, root, bundle) = (
+        runtime(),
+        c.root.to_str().unwrap(),
+        c.bundle.to_str().unwrap(),
+    );
+    let berth = berth.to_str().unwrap();
+    let create = [
+        "--user",
+        "--map-root-user",
+        berth,
+        "--root",
+        root,
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        bundle,
+        &c.id,
+    ];
+    let in_user_namespace = |cmd: &mut Command| {
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("XDG_RUNTIME_DIR");
+    };
+    (c.spawn_program(Path::new("unshare"), &create, in_user_namespace))
+        .wait(COMMAND_TIMEOUT)
+        .success();
+    let unit = c.systemd_unit();
+    let cgroup = format!("/system.slice/{unit}");
+    assert_eq!(systemd_unit_property(&unit, "ControlGroup"), cgroup);
+    let pid = c.state_json()["pid"].as_i64().expect("state has the pid");
+    let init_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(
+        init_cgroup.lines().any(|l| l.ends_with(&cgroup)),
+        "{init_cgroup}"
+    );
+    c.delete_force().success();
+    assert!(!systemd_unit_loaded(&unit), "{unit} outlived delete");
+    c.assert_no_leaks();
 }

@@ -18,6 +18,8 @@ use super::properties::{Property, Value};
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+/// The bus itself (its name and interface), which tells who a connection's peer is.
+const DBUS: &str = "org.freedesktop.DBus";
 /// How long berth waits for a call and for a job, as runc.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -67,6 +69,15 @@ impl Bus {
         Ok(Bus {
             conn: Connection::from(channel),
         })
+    }
+
+    /// The uid of the systemd that serves the user's session bus, when one answers: the user
+    /// whose instance it is (runc reads the same owner from `busctl --user status`).
+    pub fn user_bus_systemd_uid() -> Option<u32> {
+        let bus = Bus::connect(true).ok()?;
+        let driver = (bus.conn).with_proxy(DBUS, "/org/freedesktop/DBus", TIMEOUT);
+        let (uid,) = (driver.method_call(DBUS, "GetConnectionUnixUser", (SYSTEMD,))).ok()?;
+        Some(uid)
     }
 
     fn manager(&self) -> Proxy<'_, &Connection> {

@@ -38,8 +38,9 @@ pub struct Session {
 pub fn plan(
     cgroups_path: Option<&str>,
     container_id: &str,
-    user: bool,
+    rootless: bool,
 ) -> Result<(CgroupHandle, Session)> {
+    let user = asks_the_users_systemd(rootless);
     let unit = Unit::from_cgroups_path(cgroups_path, container_id, user)?;
     let layout = Layout::detect()?;
     if user && !matches!(layout, Layout::V2 { .. }) {
@@ -65,6 +66,16 @@ pub fn plan(
         awaiting_init: RefCell::new(Some(LinuxResources::default())),
     };
     Ok((handle, session))
+}
+
+/// Whether the unit is the user's systemd's rather than the system's, as runc decides: a
+/// rootless berth's is, except as root in a user namespace, which may be the root of a system
+/// container that runs its own systemd: there only when the user's session bus answers with a
+/// systemd that is not root's.
+fn asks_the_users_systemd(rootless: bool) -> bool {
+    let root_in_user_namespace =
+        nix::unistd::geteuid().is_root() && crate::rootless::in_user_namespace();
+    rootless && (!root_in_user_namespace || Bus::user_bus_systemd_uid().is_some_and(|uid| uid != 0))
 }
 
 impl Session {
