@@ -6,9 +6,11 @@
 //!   fds are inherited across clone3)
 //!   clone3 ─────────────────────────────────▶  waits for Go
 //!   writes id maps
-//!   Go{host_pid} ───────────────────────────▶  namespaces, the mounts up to
-//!   joins cgroup (cgroup.procs: on v1 the      the first `cgroup` one, then
-//!   kernel may wait an RCU grace period)       waits for CgroupJoined
+//!   Go{host_pid} ───────────────────────────▶  joins the cgroup by itself
+//!   systemd driver: starts the unit with       (`cgroups::SelfJoin`),
+//!   the init in it (cgroup.procs writes)       namespaces, the mounts up to
+//!                                              the first `cgroup` one, then
+//!                                              waits for CgroupJoined
 //!   CgroupJoined ───────────────────────────▶  cgroup namespace, the rest of
 //!                                              the mounts, devices
 //!                ◀─────────────────────────── RunHooks
@@ -56,9 +58,9 @@ use crate::{sys, trace};
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub enum Message {
     /// The child may proceed; `host_pid` is its pid as the host sees it, which
-    /// hooks receive in the state JSON. `exec`'s child is in its cgroup by then;
-    /// the container init waits for `CgroupJoined` before anything that depends
-    /// on its cgroup.
+    /// hooks receive in the state JSON. The container init waits for
+    /// `CgroupJoined` before anything that depends on its cgroup: the runtime's
+    /// part of the join is done (the systemd driver's; none with cgroupfs).
     Go {
         host_pid: i32,
     },

@@ -3,6 +3,7 @@
 //! removes the cgroup.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
@@ -10,8 +11,8 @@ use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use super::{
-    CgroupDir, CgroupHandle, CgroupManager, OomWatch, Stats, SubCgroups, Version, convert, fs,
-    resources, systemd, v1, v2, writes,
+    CgroupDir, CgroupHandle, CgroupManager, Joining, OomWatch, SelfJoin, Stats, SubCgroups,
+    Version, convert, fs, resources, systemd, v1, v2, writes,
 };
 use crate::logging;
 use crate::sys::{self, SignalNumber};
@@ -51,9 +52,7 @@ impl Cgroup {
                 // the kernel (6.x) SIGKILLs every later CLONE_INTO_CGROUP child there. An
                 // existing one gets the init through cgroup.procs (`add_process`).
                 if dir.created {
-                    let fd = std::fs::File::open(&dir.path)
-                        .with_context(|| format!("opening {}", dir.path.display()))?;
-                    self.unified_fd = Some(fd.into());
+                    self.unified_fd = Some(open_dir(&dir.path)?);
                 }
             }
         }
@@ -96,16 +95,21 @@ impl Cgroup {
         for dir in &self.handle.dirs {
             create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
         }
-        self.join(pid, &self.handle.dirs)?;
+        self.join(pid)?;
         self.plan(&r)?.apply()
     }
 
-    fn join<'a>(&self, pid: i32, dirs: impl IntoIterator<Item = &'a CgroupDir>) -> Result<()> {
-        for dir in dirs {
+    fn join(&self, pid: i32) -> Result<()> {
+        for dir in &self.handle.dirs {
             fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
     }
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    let dir = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(dir.into())
 }
 
 /// Creates `dir` if it is missing and makes its controllers usable; whether it was made now.
@@ -161,18 +165,43 @@ impl CgroupManager for Cgroup {
         {
             return self.start_unit(unit, pid, &resources);
         }
-        self.join(pid, &self.handle.dirs)
+        self.join(pid)
     }
 
-    fn add_cloned_init(&self, pid: i32) -> Result<()> {
-        if self.unified_fd.is_none() {
-            return self.add_process(pid);
+    fn self_join_for_init(&self) -> Result<Option<SelfJoin>> {
+        if let Driver::Systemd(_) = self.driver {
+            return Ok(None);
         }
-        // Not into the cgroup2 directory again: the write would change nothing, yet the kernel
-        // takes cgroup_threadgroup_rwsem for writing on every cgroup.procs write, which waits
-        // for an RCU grace period (milliseconds, far longer in a VM).
-        let v1_dirs = self.handle.dirs.iter().filter(|d| d.version == Version::V1);
-        self.join(pid, v1_dirs)
+        let cloned_into_v2 = self.unified_fd.is_some();
+        let not_in_yet = (self.handle.dirs.iter())
+            .filter(|d| !(cloned_into_v2 && d.version == Version::V2))
+            .map(|d| (d.version, d.path.clone()));
+        SelfJoin::open(not_in_yet).map(Some)
+    }
+
+    fn joining_for_exec(&self, sub: &SubCgroups) -> Result<Option<Joining>> {
+        if let Driver::Systemd(_) = self.driver {
+            return Ok(None);
+        }
+        sub.check_controllers(&self.handle.dirs)?;
+        let mut clone_into = None;
+        let mut to_write = Vec::new();
+        for dir in &self.handle.dirs {
+            let target = sub.dir_in(dir)?;
+            // The cgroup2 directory `create` made, as the init was cloned into it (see
+            // `create_each_dir`): its cgroup.kill was written only if the container is dead. A
+            // sub-cgroup may be one the container's own systemd killed before.
+            if dir.version == Version::V2 && dir.created && target == dir.path {
+                clone_into = Some(open_dir(&dir.path)?);
+            } else {
+                to_write.push((dir.version, target));
+            }
+        }
+        let self_join = SelfJoin::open(to_write)?;
+        Ok(Some(Joining {
+            clone_into,
+            self_join,
+        }))
     }
 
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
@@ -338,10 +367,11 @@ fn is_permission_error(err: &anyhow::Error) -> bool {
 mod tests {
     use std::path::{Path, PathBuf};
 
+    use super::super::self_join::join_file;
     use super::*;
 
-    /// A hybrid host's cgroup as plain directories, each with an empty cgroup.procs; removed
-    /// even when the test fails.
+    /// A hybrid host's cgroup as plain directories, each with the empty file a process joins
+    /// it through, and a sub-cgroup `sub` likewise; removed even when the test fails.
     struct FakeHybridCgroup {
         top: PathBuf,
         cgroup: Cgroup,
@@ -352,8 +382,10 @@ mod tests {
             let top = std::env::temp_dir().join(format!("berth-{name}-{}", std::process::id()));
             let dir = |version: Version, sub: &str| {
                 let path = top.join(sub);
-                std::fs::create_dir_all(&path).unwrap();
-                std::fs::write(path.join("cgroup.procs"), "").unwrap();
+                for cgroup in [&path, &path.join("sub")] {
+                    std::fs::create_dir_all(cgroup).unwrap();
+                    std::fs::write(cgroup.join(join_file(version)), "").unwrap();
+                }
                 CgroupDir {
                     version,
                     mount_point: top.clone(),
@@ -380,8 +412,10 @@ mod tests {
             FakeHybridCgroup { top, cgroup }
         }
 
-        fn procs(&self, sub: &str) -> String {
-            std::fs::read_to_string(Path::new(&self.top).join(sub).join("cgroup.procs")).unwrap()
+        /// What was written to the join file of the cgroup `dir` (below the fake's top).
+        fn joined(&self, dir: &str, version: Version) -> String {
+            let path = Path::new(&self.top).join(dir).join(join_file(version));
+            std::fs::read_to_string(path).unwrap()
         }
     }
 
@@ -391,19 +425,53 @@ mod tests {
         }
     }
 
+    fn join_as_a_new_init(fake: &FakeHybridCgroup) {
+        let self_join = fake.cgroup.self_join_for_init().unwrap();
+        self_join
+            .expect("the cgroupfs driver lets the init join")
+            .join()
+            .unwrap();
+    }
+
     #[test]
     fn an_init_cloned_into_the_cgroup2_directory_joins_only_the_v1_hierarchies() {
         let fake = FakeHybridCgroup::new("cloned-init", true);
-        fake.cgroup.add_cloned_init(4242).unwrap();
-        assert_eq!(fake.procs("memory"), "4242");
-        assert_eq!(fake.procs("unified"), "");
+        join_as_a_new_init(&fake);
+        assert_eq!(fake.joined("memory", Version::V1), "0");
+        assert_eq!(fake.joined("unified", Version::V2), "");
     }
 
     #[test]
     fn an_init_cloned_outside_the_cgroup_joins_every_hierarchy() {
         let fake = FakeHybridCgroup::new("uncloned-init", false);
-        fake.cgroup.add_cloned_init(4242).unwrap();
-        assert_eq!(fake.procs("memory"), "4242");
-        assert_eq!(fake.procs("unified"), "4242");
+        join_as_a_new_init(&fake);
+        assert_eq!(fake.joined("memory", Version::V1), "0");
+        assert_eq!(fake.joined("unified", Version::V2), "0");
+    }
+
+    #[test]
+    fn an_exec_is_cloned_into_the_cgroup2_directory_create_made() {
+        let fake = FakeHybridCgroup::new("exec", false);
+        let joining = fake.cgroup.joining_for_exec(&SubCgroups::default());
+        let joining = joining
+            .unwrap()
+            .expect("the cgroupfs driver lets an exec join");
+        assert!(joining.clone_into.is_some());
+        joining.self_join.join().unwrap();
+        assert_eq!(fake.joined("memory", Version::V1), "0");
+        assert_eq!(fake.joined("unified", Version::V2), "");
+    }
+
+    #[test]
+    fn an_exec_into_a_sub_cgroup_joins_every_hierarchy_by_itself() {
+        let fake = FakeHybridCgroup::new("exec-sub", false);
+        let sub = SubCgroups::parse(&["sub".to_string()]).unwrap();
+        let joining = fake.cgroup.joining_for_exec(&sub).unwrap();
+        let joining = joining.expect("the cgroupfs driver lets an exec join");
+        assert!(joining.clone_into.is_none());
+        joining.self_join.join().unwrap();
+        assert_eq!(fake.joined("memory/sub", Version::V1), "0");
+        assert_eq!(fake.joined("unified/sub", Version::V2), "0");
+        assert_eq!(fake.joined("unified", Version::V2), "");
     }
 }

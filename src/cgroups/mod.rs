@@ -19,6 +19,7 @@ mod layout;
 mod manager;
 mod oom;
 mod resources;
+mod self_join;
 mod stats;
 mod sub_cgroup;
 mod systemd;
@@ -42,6 +43,7 @@ use crate::sys::SignalNumber;
 pub use convert::updated_record;
 pub use devices::container_device_rules;
 pub use oom::OomWatch;
+pub use self_join::{Joining, SelfJoin};
 pub use stats::{Event, Stats};
 pub use sub_cgroup::SubCgroups;
 pub use update::UpdateArgs;
@@ -94,14 +96,19 @@ pub trait CgroupManager {
     fn create(&mut self) -> Result<()>;
     /// A directory fd of the cgroup2 cgroup for clone3's CLONE_INTO_CGROUP (after `create`);
     /// None on pure v1 and when the cgroup existed before. The child is then only in that
-    /// hierarchy: call `add_cloned_init` as well.
+    /// hierarchy: see `self_join_for_init`.
     fn clone_into_fd(&self) -> Option<BorrowedFd<'_>>;
     /// Moves `pid` into the cgroup in every hierarchy (with the systemd driver, the first
     /// process starts the unit).
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// `add_process` for the init cloned with `clone_into_fd`: only the hierarchies it is not
-    /// in yet.
-    fn add_cloned_init(&self, pid: i32) -> Result<()>;
+    /// For the init about to be cloned (after `create`): what it writes to, to move itself into
+    /// every hierarchy `clone_into_fd` does not put it in. None with the systemd driver, where
+    /// the runtime hands the init to systemd with `add_process`.
+    fn self_join_for_init(&self) -> Result<Option<SelfJoin>>;
+    /// How an exec'd process about to be cloned gets into the cgroup, or into the sub-cgroups
+    /// `exec --cgroup` names. None with the systemd driver: the runtime moves it with
+    /// `add_exec_process`.
+    fn joining_for_exec(&self, sub: &SubCgroups) -> Result<Option<Joining>>;
     /// Moves an exec'd process into the cgroup, or the sub-cgroups `exec --cgroup` names.
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()>;
     /// Before an unprivileged exec enters the container's user namespace: connects to what

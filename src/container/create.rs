@@ -22,7 +22,6 @@ use crate::init::{self, InitArgs};
 use crate::intelrdt;
 use crate::namespaces::NamespacePlan;
 use crate::netdev::NetDevices;
-use crate::process;
 use crate::rootfs;
 use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
@@ -155,6 +154,9 @@ pub fn create(
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
+    // None: the runtime moves the init into the cgroup (the systemd driver).
+    let cgroup_self_join = cgroup.self_join_for_init()?;
+    let runtime_joins = cgroup_self_join.is_none();
     let forked = trace::timed("clone the init", || {
         namespaces
             .clone_init(cgroup.clone_into_fd())
@@ -176,6 +178,7 @@ pub fn create(
                 hook_state,
                 extra_mounts,
                 host_clones,
+                cgroup_self_join,
                 prepared: None,
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
@@ -183,9 +186,9 @@ pub fn create(
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     // The init has its own copies of these fds now.
-    drop((child_channel, start_listener, console_for_init, host_clones));
+    let init_fds = (child_channel, start_listener, console_for_init);
+    drop((init_fds, host_clones, cgroup_self_join));
     rollback.init = Some((init, init_pidfd));
-    process::set_initial_cpu_affinity(init, bundle.process())?;
 
     state.init = Some(ProcessId::of(init)?);
     state.save(&dir)?;
@@ -203,16 +206,17 @@ pub fn create(
     channel.send(&Message::Go {
         host_pid: init.as_raw(),
     })?;
-    // The init sets up its first mounts meanwhile. With CLONE_INTO_CGROUP this only adds the v1
-    // hierarchies of a hybrid host.
-    let joined = trace::timed("cgroup: join (cgroup.procs)", || {
-        cgroup.add_cloned_init(init.as_raw())
-    });
-    joined.map_err(|err| {
-        let init_gave_up = (rollback.init.as_ref())
-            .and_then(|(_, pidfd)| reason_init_gave_up(&channel, pidfd.as_fd()));
-        init_gave_up.unwrap_or(err)
-    })?;
+    if runtime_joins {
+        // The init sets up its first mounts meanwhile.
+        let joined = trace::timed("cgroup: join (the runtime adds the init)", || {
+            cgroup.add_process(init.as_raw())
+        });
+        joined.map_err(|err| {
+            let init_gave_up = (rollback.init.as_ref())
+                .and_then(|(_, pidfd)| reason_init_gave_up(&channel, pidfd.as_fd()));
+            init_gave_up.unwrap_or(err)
+        })?;
+    }
     // Fails only when the init exited (it failed meanwhile): its reason is read next.
     let _ = channel.send(&Message::CgroupJoined);
     trace::timed("wait for the init: rootfs", || {

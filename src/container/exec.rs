@@ -18,7 +18,7 @@ use super::create::ConsoleTarget;
 use super::foreground::{self, receive_pty_master};
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
 use super::state::{StateRoot, Status, write_atomically};
-use crate::cgroups::{CgroupManager, SubCgroups};
+use crate::cgroups::{CgroupManager, SelfJoin, SubCgroups};
 use crate::intelrdt::RdtGroup;
 use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::{self, clone_flag};
@@ -61,11 +61,22 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         .then(foreground::block_signals)
         .transpose()?;
     let (channel, child_channel) = Channel::pair()?;
+    // Opened before entering the container's user namespace: the kernel checks the opener.
+    let joining = match &target.cgroup {
+        Some(cgroup) => cgroup.joining_for_exec(&request.sub_cgroups)?,
+        None => None,
+    };
+    let runtime_joins = target.cgroup.is_some() && joining.is_none();
+    let (clone_into_cgroup, cgroup_self_join) = match joining {
+        Some(joining) => (joining.clone_into, Some(joining.self_join)),
+        None => (None, None),
+    };
 
     target.enter_namespaces_if_unprivileged()?;
     let pid_namespace = (target.pid_namespace).then(|| target.init_pidfd.as_fd());
     let forked = trace::timed("clone the process", || {
-        namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), None)
+        let cgroup = clone_into_cgroup.as_ref().map(|fd| fd.as_fd());
+        namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), cgroup)
             .context("starting the exec process")
     })?;
     let (pid, pidfd) = match forked {
@@ -78,22 +89,22 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
                 console: console_for_child.as_ref(),
                 channel: &child_channel,
             };
-            let Err(err) = child.run(&mut filter);
+            let Err(err) = child.run(cgroup_self_join, &mut filter);
             let _ = child_channel.send(&Message::Failed(format!("{err:#}")));
             sys::exit_now(1)
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop((child_channel, console_for_child));
-    if let Some(cgroup) = &target.cgroup {
-        trace::timed("cgroup: join (cgroup.procs)", || {
+    drop((clone_into_cgroup, cgroup_self_join));
+    if let Some(cgroup) = target.cgroup.as_ref().filter(|_| runtime_joins) {
+        trace::timed("cgroup: join (the runtime adds the process)", || {
             cgroup.add_exec_process(pid.as_raw(), &request.sub_cgroups)
         })?;
     }
     if let Some(group) = &target.intel_rdt {
         group.add_process(pid.as_raw())?;
     }
-    process::set_initial_cpu_affinity(pid, &request.process)?;
     channel.send(&Message::Go {
         host_pid: pid.as_raw(),
     })?;
@@ -255,11 +266,22 @@ struct ExecChild<'a> {
 }
 
 impl ExecChild<'_> {
-    fn run(&self, filter: &mut PendingFilter) -> Result<std::convert::Infallible> {
+    fn run(
+        &self,
+        cgroup_self_join: Option<SelfJoin>,
+        filter: &mut PendingFilter,
+    ) -> Result<std::convert::Infallible> {
         sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
         sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
         sys::reset_signals().context("resetting signal handlers")?;
-        trace::timed("wait for Go (cgroup join)", || self.channel.expect_go())?;
+        trace::timed("wait for Go (the runtime's joins)", || {
+            self.channel.expect_go()
+        })?;
+        let process = &self.request.process;
+        process::set_initial_cpu_affinity(process)?;
+        if let Some(self_join) = cgroup_self_join {
+            trace::timed("cgroup: join (by itself)", || self_join.join())?;
+        }
         let entering = trace::span("enter the namespaces");
         // A pidfd with no namespace flags is EINVAL: a container may have none but pid.
         if !self.target.namespaces.is_empty() {
@@ -271,7 +293,6 @@ impl ExecChild<'_> {
             nix::unistd::chroot(".").context("chroot into the container's root")?;
         }
         drop(entering);
-        let process = &self.request.process;
         if let Some(socket) = self.console {
             let _span = trace::span("console");
             let pty = process::console::open_and_send(socket.as_fd(), process.console_size())?;

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use oci_spec::runtime::{LinuxNamespaceType, Mount};
 
+use crate::cgroups::SelfJoin;
 use crate::hooks;
 use crate::memory_policy::MemoryPolicy;
 use crate::namespaces::NamespacePlan;
@@ -43,6 +44,8 @@ pub struct InitArgs<'a> {
     /// Bind sources the runtime cloned (inherited close-on-exec fds), attached by the rootfs
     /// setup.
     pub host_clones: HostClones,
+    /// How the init moves itself into the container's cgroup; None: the runtime moves it.
+    pub cgroup_self_join: Option<SelfJoin>,
     /// Filled in by setup: the process to exec once started.
     pub prepared: Option<Prepared>,
     pub seccomp: PendingFilter,
@@ -80,6 +83,10 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     // container runs that could reach us.
     sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
     args.hook_state["pid"] = host_pid.into();
+    process::set_initial_cpu_affinity(args.bundle.process())?;
+    if let Some(self_join) = args.cgroup_self_join.take() {
+        trace::timed("cgroup: join (by itself)", || self_join.join())?;
+    }
     trace::timed("enter the namespaces", || args.namespaces.enter_in_child())?;
     set_host_and_domain_name(args)?;
     if !args.no_new_keyring {
@@ -100,7 +107,7 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         cgroup_namespace: args.namespaces.has(LinuxNamespaceType::Cgroup),
         extra_mounts: args.extra_mounts.clone(),
         host_clones: std::mem::take(&mut args.host_clones),
-        // The mounts before this point overlap the runtime's write to cgroup.procs.
+        // The mounts before this point overlap the runtime's part of the cgroup join.
         before_cgroup_use: Some(Box::new(|| {
             trace::timed("wait for the cgroup join", || {
                 channel.expect(Message::CgroupJoined, "the runtime")

@@ -20,13 +20,14 @@ pub fn parse_cpu_list(list: &str) -> Result<CpuSet, String> {
     Ok(cpus)
 }
 
-/// Applies `execCPUAffinity.initial` to `pid` (the child, seen from the parent), if set.
-pub fn set_initial_cpu_affinity(pid: Pid, process: &Process) -> Result<()> {
+/// Applies `execCPUAffinity.initial` to the calling process (the runtime's child, before it
+/// joins the container's cgroup), if set.
+pub fn set_initial_cpu_affinity(process: &Process) -> Result<()> {
     let list = process
         .exec_cpu_affinity()
         .as_ref()
         .and_then(|a| a.initial().as_deref());
-    set_affinity(pid, list).context("process.execCPUAffinity.initial")
+    set_affinity(Pid::from_raw(0), list).context("process.execCPUAffinity.initial")
 }
 
 /// Applies `execCPUAffinity.final` to the calling process, if set.
