@@ -541,13 +541,14 @@ pub fn run_exit_code_output_env_cwd(containerd: &Containerd) {
     assert_eq!(run.stderr, "oops\n", "{run}");
 }
 
-/// ctr with a terminal may lose what a process printed just before it exited (with runc too:
-/// 2 of 104 runs under load); a moment's pause before exiting keeps the check about the runtime.
-const TTY_SETTLE: &str = "sleep 0.2";
+/// ctr may lose what a process printed just before it exited: with a terminal (with runc too: 2
+/// of 104 runs under load), and in `task exec` without one (once each with runc and berth in a
+/// run of the suite); a moment's pause before exiting keeps the check about the runtime.
+const OUTPUT_SETTLE: &str = "sleep 0.2";
 
 /// `ctr run -t`: the shim hands berth a console socket; the process sees a terminal.
 pub fn run_tty(containerd: &Containerd) {
-    let script = format!("tty; {TTY_SETTLE}; exit 4");
+    let script = format!("tty; {OUTPUT_SETTLE}; exit 4");
     let run = containerd.ctr_run(&["--rm", "--tty"], "c", &["sh", "-c", &script]);
     assert_eq!(run.code, 4, "{run}");
     assert!(run.stdout.contains("/dev/pts/"), "{run}");
@@ -570,11 +571,11 @@ pub fn exec(containerd: &Containerd) {
         "c",
         "sh",
         "-c",
-        "id -u; pwd; exit 5",
+        &format!("id -u; pwd; {OUTPUT_SETTLE}; exit 5"),
     ]);
     assert_eq!(exec.code, 5, "{exec}");
     assert_eq!(exec.stdout, "1000\n/tmp\n", "{exec}");
-    let script = format!("tty; {TTY_SETTLE}");
+    let script = format!("tty; {OUTPUT_SETTLE}");
     let exec = containerd.ctr_in_terminal(&[
         "task",
         "exec",
