@@ -1,12 +1,13 @@
 //! A new process moves itself into the container's cgroup.
 //!
 //! When one process writes another's pid to `cgroup.procs`, the kernel takes
-//! cgroup_threadgroup_rwsem for writing, and that waits for an RCU grace period: 5–20 ms on a
-//! busy cgroup v1 host, most of a container's start. A thread that writes `0` to a v1
-//! hierarchy's `tasks` file moves only itself, and the kernel takes no such lock for it (see
-//! cgroup_procs_write_start in kernel/cgroup/cgroup.c); a kernel without that shortcut takes the
-//! lock either way, as it did for the runtime's write. The process is single-threaded then, so
-//! its one thread is all of it.
+//! cgroup_threadgroup_rwsem for writing, and that waits for an RCU grace period: 4.5 to 45 ms
+//! per write on a busy cgroup v1 host (measured in the README's "The cgroup v1 join"), most of
+//! a container's start. A thread that writes `0` to a v1 hierarchy's `tasks` file moves only
+//! itself, and the kernel takes no such lock for it (see cgroup_procs_write_start in
+//! kernel/cgroup/cgroup.c); a kernel without that shortcut takes the lock either way, as it did
+//! for the runtime's write. The process is single-threaded then, so its one thread is all of
+//! it.
 //!
 //! The runtime opens the files before the clone, with its own credentials (which the kernel
 //! checks, not the writer's); the child writes to them first thing, wherever its mount
@@ -30,7 +31,7 @@ pub struct Joining {
 }
 
 /// The open files a new process writes `0` to, one per hierarchy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SelfJoin {
     files: Vec<(PathBuf, File)>,
 }
