@@ -3,6 +3,7 @@
 // The C runtime calls berth's `main` below directly, not through std's wrapper.
 #![cfg_attr(not(test), no_main)]
 
+mod atomic_write;
 mod cgroups;
 mod cli;
 mod container;

@@ -22,7 +22,8 @@ use super::create::{ConsoleTarget, connect_console, container_resources};
 use super::delete;
 use super::foreground::{self, receive_pty_master};
 use super::rollback::Rollback;
-use super::state::{Phase, ProcessId, State, StateRoot, Status, write_atomically};
+use super::state::{Phase, ProcessId, State, StateRoot, Status};
+use crate::atomic_write::write_atomically;
 use crate::cgroups::{self, CgroupOptions};
 use crate::criu::{
     CgroupRoot, Criu, CriuOptions, ExtMountMap, Features, InheritFd, JoinNamespace, Notification,

@@ -3,18 +3,16 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD as CWD, RenameFlags, renameat2};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_write::write_atomically;
 use crate::cgroups::{self, CgroupHandle, CgroupManager};
 use crate::intelrdt::RdtGroup;
 use crate::rootfs::RootfsBase;
@@ -286,41 +284,6 @@ fn read_state<Config: DeserializeOwned>(dir: &Path) -> Result<State<Config>> {
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Write to a temporary sibling, then swap it in (see `swap_in`).
-pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<()> {
-    let name = path.file_name().context("atomic write needs a file name")?;
-    let temporary = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)?;
-        file.write_all(contents)?;
-        swap_in(&temporary, path)
-    };
-    write().with_context(|| format!("writing {}", path.display()))
-}
-
-/// Puts `temporary` in `path`'s place atomically. Over a file, an exchange, after which the
-/// old contents (now under the temporary name) are removed: ext4 (a disk-backed /run) starts
-/// writing a file's data out before a rename replaces another file with it (`auto_da_alloc`,
-/// so that an editor's save survives a crash), which cost 0.2-5 ms per save of a container's
-/// state; an exchange skips that. Nothing is lost: the state describes processes that a crash
-/// ends anyway. Anything else (a first write, a file system without exchanges) is a rename.
-fn swap_in(temporary: &Path, path: &Path) -> std::io::Result<()> {
-    if fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_file()) {
-        let flags = RenameFlags::RENAME_EXCHANGE;
-        match renameat2(CWD, temporary, CWD, path, flags) {
-            Ok(()) => return fs::remove_file(temporary),
-            Err(Errno::EINVAL | Errno::ENOENT) => {}
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-    fs::rename(temporary, path)
-}
-
 /// The directory that holds every container's state.
 pub struct StateRoot(PathBuf);
 
@@ -440,39 +403,6 @@ mod tests {
             summary.to_oci_json(Status::Running),
             state.to_oci_json(Status::Running)
         );
-    }
-
-    #[test]
-    fn an_atomic_write_creates_then_replaces_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("berth-unit-{}", std::process::id()));
-        fs::create_dir(&dir).unwrap();
-        let path = dir.join(STATE_FILE);
-        let written = (|| -> Result<Vec<u8>> {
-            write_atomically(&path, b"first")?;
-            write_atomically(&path, b"second")?;
-            Ok(fs::read(&path)?)
-        })();
-        let left: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(written.unwrap(), b"second");
-        assert_eq!(left, [STATE_FILE]);
-    }
-
-    /// A --pid-file naming a directory: an error, as with rename, and the directory stays.
-    #[test]
-    fn an_atomic_write_over_a_directory_fails_and_leaves_it() {
-        let dir = std::env::temp_dir().join(format!("berth-unit-dir-{}", std::process::id()));
-        let target = dir.join("pid");
-        fs::create_dir_all(&target).unwrap();
-        let written = write_atomically(&target, b"1");
-        let still_a_directory = target.is_dir();
-        fs::remove_dir_all(&dir).unwrap();
-        assert!(written.is_err());
-        assert!(still_a_directory);
     }
 
     #[test]

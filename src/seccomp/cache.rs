@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -16,6 +15,7 @@ use libseccomp::{ScmpArch, ScmpVersion};
 use oci_spec::runtime::LinuxSeccomp;
 
 use super::compile::{Filter, compile};
+use crate::atomic_write::write_atomically;
 
 /// Bumped whenever the same profile compiles to a different program (v2: the -ENOSYS stub
 /// always covers the native architecture), so that no stale program outlives an upgrade.
@@ -61,22 +61,13 @@ fn read_entry(path: &Path, key: &[u8]) -> Option<Filter> {
         .flatten()
 }
 
-fn write_entry(cache_dir: &Path, path: &Path, key: &[u8], filter: &Filter) -> std::io::Result<()> {
+fn write_entry(cache_dir: &Path, path: &Path, key: &[u8], filter: &Filter) -> Result<()> {
     fs::create_dir_all(cache_dir)?;
-    // Written aside and renamed, so a concurrent reader never sees half an entry.
-    let partial = path.with_extension(format!("tmp{}", std::process::id()));
-    let written = write_file(&partial, key, filter).and_then(|()| fs::rename(&partial, path));
-    if written.is_err() {
-        let _ = fs::remove_file(&partial);
-    }
-    written
-}
-
-fn write_file(path: &Path, key: &[u8], filter: &Filter) -> std::io::Result<()> {
-    let mut file = fs::File::create(path)?;
-    file.write_all(&(key.len() as u64).to_le_bytes())?;
-    file.write_all(key)?;
-    file.write_all(&filter.to_bytes())
+    let mut entry = (key.len() as u64).to_le_bytes().to_vec();
+    entry.extend_from_slice(key);
+    entry.extend(filter.to_bytes());
+    // So that a concurrent reader never sees half an entry.
+    write_atomically(path, &entry)
 }
 
 #[cfg(test)]
