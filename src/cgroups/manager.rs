@@ -14,8 +14,8 @@ use super::{
     CgroupDir, CgroupHandle, CgroupManager, Joining, OomWatch, SelfJoin, Stats, SubCgroups,
     Version, convert, fs, resources, systemd, v1, v2, writes,
 };
-use crate::logging;
 use crate::sys::{self, SignalNumber};
+use crate::{logging, trace};
 
 /// Who makes and removes the container's cgroup.
 pub enum Driver {
@@ -91,12 +91,16 @@ impl Cgroup {
     /// cgroup files.
     fn start_unit(&self, unit: &systemd::Session, pid: i32, r: &LinuxResources) -> Result<()> {
         let r = self.to_set(r, Change::Create);
-        unit.start(pid, &r, self.handle.hierarchy)?;
-        for dir in &self.handle.dirs {
-            create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
-        }
-        self.join(pid)?;
-        self.plan(&r)?.apply()
+        trace::timed("systemd: start the unit", || {
+            unit.start(pid, &r, self.handle.hierarchy)
+        })?;
+        trace::timed("cgroup: join every hierarchy", || {
+            for dir in &self.handle.dirs {
+                create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
+            }
+            self.join(pid)
+        })?;
+        trace::timed("cgroup: write the limits", || self.plan(&r)?.apply())
     }
 
     fn join(&self, pid: i32) -> Result<()> {
