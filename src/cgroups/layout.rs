@@ -245,7 +245,7 @@ pub fn cgroup_dir(mount_point: &Path, mount_root: &str, cgroup: &str) -> Result<
     Ok(mount_point.join(inside.trim_start_matches('/')))
 }
 
-/// One line of `/proc/self/cgroup`: the controllers of a hierarchy (empty for cgroup2) and the
+/// One line of `/proc/<pid>/cgroup`: the controllers of a hierarchy (empty for cgroup2) and the
 /// process's cgroup in it.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OwnCgroup {
@@ -274,7 +274,17 @@ pub fn parse_proc_cgroup(text: &str) -> Vec<OwnCgroup> {
 
 /// Reads berth's own cgroups, only when a relative cgroupsPath needs them.
 pub fn own_cgroups() -> Result<Vec<OwnCgroup>> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    read_proc_cgroup("self")
+}
+
+/// The cgroups of process `pid`, as this process's cgroup namespace names them.
+pub fn cgroups_of(pid: i32) -> Result<Vec<OwnCgroup>> {
+    read_proc_cgroup(&pid.to_string())
+}
+
+fn read_proc_cgroup(process: &str) -> Result<Vec<OwnCgroup>> {
+    let path = format!("/proc/{process}/cgroup");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     Ok(parse_proc_cgroup(&text))
 }
 

@@ -10,6 +10,7 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::layout::{self, OwnCgroup};
 use super::{
     CgroupDir, CgroupHandle, CgroupManager, Joining, OomWatch, SelfJoin, Stats, SubCgroups,
     Version, convert, fs, resources, systemd, v1, v2, writes,
@@ -94,21 +95,39 @@ impl Cgroup {
         trace::timed("systemd: start the unit", || {
             unit.start(pid, &r, self.handle.hierarchy)
         })?;
-        trace::timed("cgroup: join every hierarchy", || {
+        trace::timed("cgroup: join where systemd did not put the init", || {
             for dir in &self.handle.dirs {
                 create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
             }
-            self.join(pid)
+            let placed = layout::cgroups_of(pid)?;
+            let cgroup = &self.handle.cgroups_path;
+            join(not_placed_in(&self.handle.dirs, &placed, cgroup), pid)
         })?;
         trace::timed("cgroup: write the limits", || self.plan(&r)?.apply())
     }
+}
 
-    fn join(&self, pid: i32) -> Result<()> {
-        for dir in &self.handle.dirs {
-            fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
-        }
-        Ok(())
+fn join<'a>(dirs: impl IntoIterator<Item = &'a CgroupDir>, pid: i32) -> Result<()> {
+    for dir in dirs {
+        fs::write(&dir.path, "cgroup.procs", &pid.to_string())?;
     }
+    Ok(())
+}
+
+/// The directories of `dirs` (the container's `cgroup` in each hierarchy) that a process is
+/// not in, given its `/proc/<pid>/cgroup`. systemd puts a scope's process into the hierarchies
+/// it manages; writing cgroup.procs there again would move it nowhere and still cost an RCU
+/// grace period (milliseconds). On cgroup v1 systemd leaves some controllers (cpuset,
+/// freezer, ...) alone: those still need the write.
+fn not_placed_in<'a>(
+    dirs: &'a [CgroupDir],
+    placed: &[OwnCgroup],
+    cgroup: &str,
+) -> Vec<&'a CgroupDir> {
+    let is_placed = |dir: &CgroupDir| {
+        layout::own_cgroup_in(placed, &dir.controllers).is_ok_and(|path| path == cgroup)
+    };
+    dirs.iter().filter(|dir| !is_placed(dir)).collect()
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
@@ -169,7 +188,7 @@ impl CgroupManager for Cgroup {
         {
             return self.start_unit(unit, pid, &resources);
         }
-        self.join(pid)
+        join(&self.handle.dirs, pid)
     }
 
     fn self_join_for_init(&self) -> Result<Option<SelfJoin>> {
@@ -435,6 +454,57 @@ mod tests {
             .expect("the cgroupfs driver lets the init join")
             .join()
             .unwrap();
+    }
+
+    fn dir_of(version: Version, controllers: &[&str]) -> CgroupDir {
+        let hierarchy = controllers.join(",");
+        CgroupDir {
+            version,
+            mount_point: PathBuf::from("/sys/fs/cgroup").join(&hierarchy),
+            path: PathBuf::from("/sys/fs/cgroup")
+                .join(&hierarchy)
+                .join("system.slice/c.scope"),
+            controllers: controllers.iter().map(|c| c.to_string()).collect(),
+            created: false,
+        }
+    }
+
+    #[test]
+    fn the_init_joins_only_the_hierarchies_systemd_did_not_put_it_in() {
+        let dirs = [
+            dir_of(Version::V1, &["cpu", "cpuacct"]),
+            dir_of(Version::V1, &["cpuset"]),
+            dir_of(Version::V1, &["memory"]),
+            dir_of(Version::V1, &["freezer"]),
+            dir_of(Version::V1, &["name=systemd"]),
+            dir_of(Version::V2, &[]),
+        ];
+        // systemd's hybrid layout: a delegated scope's process is in the unit's cgroup in the
+        // hierarchies systemd manages, at the root of the others.
+        let placed = layout::parse_proc_cgroup(
+            "11:freezer:/\n\
+             6:memory:/system.slice/c.scope\n\
+             4:cpuset:/\n\
+             2:cpu,cpuacct:/system.slice/c.scope\n\
+             1:name=systemd:/system.slice/c.scope\n\
+             0::/system.slice/c.scope\n",
+        );
+        let to_join = not_placed_in(&dirs, &placed, "/system.slice/c.scope");
+        assert_eq!(to_join, [&dirs[1], &dirs[3]]);
+    }
+
+    #[test]
+    fn the_init_joins_a_cgroup2_unit_it_is_not_in_yet() {
+        let dirs = [dir_of(Version::V2, &[])];
+        // systemd put a scope's process in; anywhere else (a slice unit is started without
+        // one) it joins.
+        let in_scope = layout::parse_proc_cgroup("0::/system.slice/c.scope\n");
+        assert!(not_placed_in(&dirs, &in_scope, "/system.slice/c.scope").is_empty());
+        for elsewhere in ["0::/user.slice\n", "0::/system.slice/c.scope/sub\n", ""] {
+            let placed = layout::parse_proc_cgroup(elsewhere);
+            let to_join = not_placed_in(&dirs, &placed, "/system.slice/c.scope");
+            assert_eq!(to_join, [&dirs[0]], "{elsewhere:?}");
+        }
     }
 
     #[test]
