@@ -218,6 +218,39 @@ fn the_users_container_is_root_inside_and_the_user_outside() {
     r.c.assert_no_leaks();
 }
 
+/// Before `start` the init is berth's own code, kept non-dumpable: the user's `exec` gets the
+/// container's namespaces from it, and the exec'd process still cannot open its
+/// /proc/<pid>/exe (the host's binary).
+#[test]
+fn exec_enters_a_created_container() {
+    let r = RootlessContainer::new(&["sleep", "1000"]);
+    r.create().success();
+    let init = r.c.state_json()["pid"].as_i64().unwrap();
+    let kinds = ["user", "pid", "mnt", "net", "ipc", "uts"];
+    let script = format!(
+        "for ns in {}; do readlink /proc/self/ns/$ns; done; readlink /proc/1/exe || echo denied",
+        kinds.join(" ")
+    );
+    let out = r.berth(&["exec", &r.c.id, "sh", "-c", &script]).success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let of_init: Vec<String> = kinds
+        .iter()
+        .map(|ns| {
+            let link = fs::read_link(format!("/proc/{init}/ns/{ns}")).unwrap();
+            link.to_string_lossy().into_owned()
+        })
+        .collect();
+    assert_eq!(lines[..kinds.len()], of_init, "{out}");
+    if is_berth() {
+        assert_eq!(lines[kinds.len()..], ["denied"], "{out}");
+    }
+
+    r.berth(&["start", &r.c.id]).success();
+    assert_eq!(r.c.status().as_deref(), Some("running"));
+    r.berth(&["delete", "--force", &r.c.id]).success();
+    r.c.assert_no_leaks();
+}
+
 #[test]
 fn host_files_are_the_users_to_write_not_roots() {
     let mut r = RootlessContainer::new(&[

@@ -27,10 +27,13 @@
 //! means the peer died. With the start trace on (`crate::trace`), the init sends
 //! `Trace` just before `Ready`.
 //!
-//! `start` then connects to the init's start socket, a stream: the init writes
-//! its last words there as JSON lines ([`write_line`], [`read_lines`]) — its
-//! `Trace`, `Failed` if it could not exec — and execve closes it. EOF with no
-//! `Failed` before it means the container's process runs.
+//! `start` then connects to the init's start socket, a stream, and writes `Start`
+//! ([`read_request`]): the init writes its last words there as JSON lines
+//! ([`write_line`], [`read_lines`]) — its `Trace`, `Failed` if it could not exec —
+//! and execve closes it. EOF with no `Failed` before it means the container's
+//! process runs. An unprivileged `exec` into the created container writes
+//! `SendNamespaces` instead and gets `Namespaces` with the fds; the init then
+//! waits for the next connection.
 //!
 //! A container that joins a user namespace by path yet gets new namespaces is
 //! cloned through an intermediate process (`crate::namespaces::intermediate`),
@@ -46,11 +49,13 @@
 //! end closes on execve (it is close-on-exec) or carries `Failed` (and, with
 //! the trace on, `Trace` before it loads its seccomp filter).
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use oci_spec::runtime::LinuxNamespaceType;
 use serde::{Deserialize, Serialize};
 
 use crate::{sys, trace};
@@ -76,6 +81,14 @@ pub enum Message {
     Trace(Vec<trace::Record>),
     /// From the intermediate process: carries the init's pidfd (SCM_RIGHTS).
     InitCloned,
+    /// The first line on a start connection from `start`: exec the container's process.
+    Start,
+    /// The first line on a start connection from an unprivileged `exec`: send the fds of your
+    /// namespaces, which the kernel lets no one else open (the init is not dumpable).
+    SendNamespaces,
+    /// The created init's answer to `SendNamespaces`: the kinds of the namespace fds it
+    /// carries (SCM_RIGHTS), in the same order.
+    Namespaces(Vec<LinuxNamespaceType>),
     Failed(String),
 }
 
@@ -168,6 +181,20 @@ pub fn write_line(connection: &mut impl Write, message: &Message) -> Result<()> 
     connection
         .write_all(&line)
         .context("writing to the start connection")
+}
+
+/// The first line a peer writes on a start connection (its request); `None` when it closed
+/// without one. The peer waits for the answer after that line, so nothing is read ahead.
+pub fn read_request(connection: &UnixStream) -> Result<Option<Message>> {
+    let mut line = String::new();
+    BufReader::new(connection)
+        .read_line(&mut line)
+        .context("reading the start connection")?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let request = serde_json::from_str(&line).context("malformed start request")?;
+    Ok(Some(request))
 }
 
 /// The messages of a start connection read to its end. A line that is not one (an init of

@@ -180,7 +180,10 @@ pub fn create(
                 extra_mounts,
                 host_clones,
                 cgroup_self_join,
+                serves_namespaces: options.cgroups.rootless
+                    && namespaces.has(LinuxNamespaceType::User),
                 prepared: None,
+                own_namespaces: Vec::new(),
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),
             })
         }

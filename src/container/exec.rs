@@ -14,18 +14,18 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, LinuxSeccomp, Process};
 
 use super::Container;
-use super::create::ConsoleTarget;
+use super::create::{ConsoleTarget, socket_path};
 use super::foreground::{self, receive_pty_master};
 use super::pidfd_socket::{PidfdOf, PidfdSocket};
-use super::state::{StateRoot, Status};
+use super::state::{START_SOCKET, StateRoot, Status};
 use crate::atomic_write::write_atomically;
 use crate::cgroups::{CgroupManager, SelfJoin, SubCgroups};
 use crate::intelrdt::RdtGroup;
 use crate::memory_policy::MemoryPolicy;
-use crate::namespaces::{self, clone_flag};
+use crate::namespaces::{self, Joined, clone_flag};
 use crate::process;
 use crate::seccomp::{self, PendingFilter};
-use crate::sync::{Channel, Message};
+use crate::sync::{self, Channel, Message};
 use crate::sys::{self, Forked};
 use crate::trace;
 
@@ -135,6 +135,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
 /// kept: a long foreground exec must not block kill or delete.
 struct ExecTarget {
     init_pidfd: OwnedFd,
+    /// The namespaces a created init handed over (see `init::wait_for_start`): joined
+    /// instead of through `init_pidfd`, which an unprivileged runtime may not use on it.
+    init_namespaces: Option<Vec<Joined>>,
     /// Namespaces the child joins through the pidfd.
     namespaces: CloneFlags,
     /// Whether the parent must enter the container's pid namespace around the clone: it has
@@ -166,11 +169,18 @@ impl ExecTarget {
         }
         let linux = container.state.config.linux().as_ref();
         let init_pidfd = container.init_pidfd()?;
+        let unprivileged = !nix::unistd::geteuid().is_root();
+        let init_namespaces = (status == Status::Created
+            && unprivileged
+            && has_namespace(&container, LinuxNamespaceType::User))
+        .then(|| namespaces_of_created_init(&container))
+        .transpose()?;
         let shared_namespace_root = (!has_namespace(&container, LinuxNamespaceType::Mount))
             .then(|| container.init_root())
             .transpose()?;
         Ok(ExecTarget {
             init_pidfd,
+            init_namespaces,
             shared_namespace_root,
             namespaces: namespaces_to_join(&container),
             pid_namespace: has_namespace(&container, LinuxNamespaceType::Pid),
@@ -201,11 +211,39 @@ impl ExecTarget {
         } else {
             CloneFlags::empty()
         };
-        setns(self.init_pidfd.as_fd(), user | pid)
+        self.join_namespaces(user | pid)
             .context("setns into the container's user and pid namespaces")?;
         self.namespaces.remove(user);
         self.pid_namespace = false;
         Ok(())
+    }
+
+    /// Joins the init's namespaces of the kinds in `kinds`.
+    fn join_namespaces(&self, kinds: CloneFlags) -> Result<()> {
+        let Some(namespaces) = &self.init_namespaces else {
+            return Ok(setns(self.init_pidfd.as_fd(), kinds)?);
+        };
+        (namespaces.iter())
+            .filter(|ns| kinds.contains(clone_flag(ns.kind)))
+            .try_for_each(namespaces::join)
+    }
+}
+
+/// Asks the created init for its namespaces, on its start socket.
+fn namespaces_of_created_init(container: &Container) -> Result<Vec<Joined>> {
+    let socket = socket_path(&container.dir, START_SOCKET)?;
+    let mut connection = UnixStream::connect(&socket.path)
+        .context("connecting to the container's init for its namespaces")?;
+    sync::write_line(&mut connection, &Message::SendNamespaces)?;
+    let (line, fds) =
+        sys::receive_fds(connection.as_fd()).context("receiving the container's namespaces")?;
+    match serde_json::from_slice(&line) {
+        Ok(Message::Namespaces(kinds)) if kinds.len() == fds.len() => Ok(kinds
+            .into_iter()
+            .zip(fds)
+            .map(|(kind, fd)| Joined { kind, fd })
+            .collect()),
+        _ => bail!("the container's init sent no namespaces"),
     }
 }
 
@@ -286,7 +324,8 @@ impl ExecChild<'_> {
         let entering = trace::span("enter the namespaces");
         // A pidfd with no namespace flags is EINVAL: a container may have none but pid.
         if !self.target.namespaces.is_empty() {
-            setns(self.target.init_pidfd.as_fd(), self.target.namespaces)
+            (self.target)
+                .join_namespaces(self.target.namespaces)
                 .context("setns into the container's namespaces")?;
         }
         if let Some(root) = &self.target.shared_namespace_root {

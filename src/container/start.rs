@@ -34,6 +34,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<()> {
         UnixStream::connect(&socket.path)
             .context("connecting to the container's init (did it die?)")
     })?;
+    sync::write_line(&mut connection, &Message::Start)?;
     // From here on the container counts as started, whatever happens next.
     let saving = trace::span("state.json: started");
     std::fs::remove_file(container.dir.join(START_SOCKET)).context("removing the start socket")?;

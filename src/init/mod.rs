@@ -16,7 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount};
 use crate::cgroups::SelfJoin;
 use crate::hooks;
 use crate::memory_policy::MemoryPolicy;
-use crate::namespaces::NamespacePlan;
+use crate::namespaces::{Joined, NamespacePlan};
 use crate::process::{self, Prepared};
 use crate::rootfs::{self, HostClones, RootfsOptions};
 use crate::seccomp::PendingFilter;
@@ -46,8 +46,13 @@ pub struct InitArgs<'a> {
     pub host_clones: HostClones,
     /// How the init moves itself into the container's cgroup; None: the runtime moves it.
     pub cgroup_self_join: Option<SelfJoin>,
+    /// Whether the init hands its namespaces to `exec` while it waits for `start`: the
+    /// runtime is unprivileged, and cannot open them through the init's pid.
+    pub serves_namespaces: bool,
     /// Filled in by setup: the process to exec once started.
     pub prepared: Option<Prepared>,
+    /// Filled in by setup when `serves_namespaces`.
+    pub own_namespaces: Vec<Joined>,
     pub seccomp: PendingFilter,
 }
 
@@ -118,6 +123,9 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     let prepared = trace::timed("rootfs: mounts and devices", || {
         rootfs::prepare(spec, options)
     })?;
+    if args.serves_namespaces {
+        args.own_namespaces = args.namespaces.open_own()?;
+    }
     args.channel.send(&Message::RunHooks)?;
     trace::timed("wait for the prestart and createRuntime hooks", || {
         args.channel.expect(Message::HooksDone, "the runtime")
@@ -202,14 +210,39 @@ fn run_hooks(args: &InitArgs, kind: &str, status: &str) -> Result<()> {
 }
 
 /// Blocks until `start` connects; the connection is close-on-exec, so `start`
-/// sees EOF exactly when execve succeeded.
+/// sees EOF exactly when execve succeeded. Meanwhile it answers unprivileged `exec`s.
+///
+/// The init is not dumpable (CVE-2019-5736: its /proc/<pid>/exe is the runtime's binary, and
+/// it holds fds of the host), so the kernel lets only a process with CAP_SYS_PTRACE over the
+/// host open its namespaces or setns through its pidfd. Becoming dumpable, as runc's init is
+/// while it waits (runc's binary is a sealed copy), would open all of that to any process
+/// `exec` starts in the container: it has the init's credentials. So the init hands the
+/// namespace fds, and nothing else, to whoever may connect here (the state directory's
+/// owner, who may start or kill the container anyway).
 fn wait_for_start(args: &InitArgs) -> Result<UnixStream> {
     let _span = trace::span("blocked until `start`");
-    let (connection, _) = args
-        .start_listener
-        .accept()
-        .context("accept on the start socket")?;
-    Ok(connection)
+    loop {
+        let (connection, _) = args
+            .start_listener
+            .accept()
+            .context("accept on the start socket")?;
+        // A peer that went away or sent nothing we know does not start the container.
+        match sync::read_request(&connection) {
+            Ok(Some(Message::Start)) => return Ok(connection),
+            Ok(Some(Message::SendNamespaces)) => {
+                let _ = send_namespaces(&args.own_namespaces, &connection);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn send_namespaces(namespaces: &[Joined], connection: &UnixStream) -> Result<()> {
+    let kinds = namespaces.iter().map(|ns| ns.kind).collect();
+    let mut line = serde_json::to_vec(&Message::Namespaces(kinds))?;
+    line.push(b'\n');
+    let fds: Vec<_> = namespaces.iter().map(|ns| ns.fd.as_fd()).collect();
+    sys::send_fds(connection.as_fd(), &line, &fds).context("sending the namespaces")
 }
 
 /// The last steps; the phases of the trace go to `start` before the seccomp filter (if not

@@ -213,6 +213,33 @@ impl NamespacePlan {
         Ok(())
     }
 
+    /// In the child, once it is in all of them (the cgroup one too) and before the container's
+    /// `/proc` replaces the runtime's: the namespaces of the container, opened for an
+    /// unprivileged `exec`, which may not open them through the init's pid; in the order to
+    /// join them. A time namespace is the one the init enters at execve.
+    pub fn open_own(&self) -> Result<Vec<Joined>> {
+        use LinuxNamespaceType::*;
+        // The mount namespace last: joining it changes the root and cwd.
+        let kinds = [User, Pid, Network, Ipc, Uts, Cgroup, Time, Mount];
+        let open = |kind| {
+            let file = match kind {
+                Time => "time_for_children",
+                other => name(other),
+            };
+            let path = format!("/proc/thread-self/ns/{file}");
+            let opened = File::open(&path).with_context(|| format!("opening {path}"))?;
+            Ok(Joined {
+                kind,
+                fd: opened.into(),
+            })
+        };
+        kinds
+            .into_iter()
+            .filter(|&k| self.has(k))
+            .map(open)
+            .collect()
+    }
+
     /// In the child, once it sits in its cgroups: a new cgroup namespace takes them as its root.
     pub fn enter_cgroup_namespace(&self) -> Result<()> {
         if self.new_cgroup {
@@ -222,7 +249,7 @@ impl NamespacePlan {
     }
 }
 
-fn join(joined: &Joined) -> Result<()> {
+pub fn join(joined: &Joined) -> Result<()> {
     setns(joined.fd.as_fd(), clone_flag(joined.kind))
         .with_context(|| format!("setns into the {} namespace", name(joined.kind)))
 }

@@ -314,8 +314,13 @@ pub fn set_mempolicy(mode: libc::c_int, nodemask: &[libc::c_ulong]) -> io::Resul
 /// Sends `payload` with exactly one fd attached by SCM_RIGHTS, in one sendmsg (the sync channel,
 /// runc's console and pidfd socket protocols, which expect no reply).
 pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> io::Result<()> {
+    send_fds(socket, payload, &[fd])
+}
+
+/// Sends `payload` with `fds` attached by SCM_RIGHTS, in one sendmsg.
+pub fn send_fds(socket: BorrowedFd, payload: &[u8], fds: &[BorrowedFd]) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-    let fds = [fd.as_raw_fd()];
+    let fds: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let sent = sendmsg::<()>(
         socket.as_raw_fd(),
         &[io::IoSlice::new(payload)],
@@ -336,10 +341,16 @@ pub fn send_fd(socket: BorrowedFd, payload: &[u8], fd: BorrowedFd) -> io::Result
 /// channel, runc's console protocol): the payload (empty at EOF) and the fd,
 /// close-on-exec.
 pub fn receive_fd(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
+    let (payload, fds) = receive_fds(socket)?;
+    Ok((payload, fds.into_iter().next()))
+}
+
+/// Receives one message and the fds (up to 8) it may carry by SCM_RIGHTS, close-on-exec.
+pub fn receive_fds(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut payload = vec![0u8; 64 * 1024];
     let mut iov = [io::IoSliceMut::new(&mut payload)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let mut space = nix::cmsg_space!([RawFd; 8]);
     let message = recvmsg::<()>(
         socket.as_raw_fd(),
         &mut iov,
@@ -347,15 +358,15 @@ pub fn receive_fd(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Option<OwnedFd>)>
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     let len = message.bytes;
-    let mut received = None;
+    let mut received = Vec::new();
     for cmsg in message.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            for fd in fds {
-                // SAFETY: the kernel installed this fd for us with the message;
-                // nothing else refers to it. Extra fds are closed on drop.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                received.get_or_insert(fd);
-            }
+            // SAFETY: the kernel installed these fds for us with the message; nothing else
+            // refers to them.
+            received.extend(
+                fds.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
     payload.truncate(len);
