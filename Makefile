@@ -54,9 +54,11 @@ build:
 		-C link-arg=-fuse-ld=lld -C link-arg=-B$(RUST_GCC_LD) \
 		-C link-arg=-Wl,--symbol-ordering-file=$(LINK_ORDER) -C link-arg=-Wl,--no-warn-symbol-ordering
 
-# Rewrites link/start-path.symbols from a single-stepped run of what engines call (10 minutes).
+# Rewrites link/start-path.symbols: what a start runs on this host, then what it adds on the
+# cgroup v2 VM of tools/vm (a few minutes).
 link-order: require-root build rootfs
 	tools/trace-start-path target/dist/berth $(ROOTFS) $(LINK_ORDER)
+	tools/vm/run-in-vm -- tools/trace-start-path --append target/dist/berth $(ROOTFS) $(LINK_ORDER)
 	$(MAKE) build
 
 rootfs:
