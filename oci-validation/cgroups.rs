@@ -129,19 +129,29 @@ impl RuntimeCgroup {
     }
 
     /// `create` run from the cgroup (a shell moves itself there, then execs the runtime).
+    /// systemd on a cgroup v1 host may remove empty cgroups at the root of a hierarchy it
+    /// does not use (it trims the root slice's when it realizes it), so a cgroup gone before
+    /// the shell is in it is made again, cpuset values and all.
     fn create(&self, c: &Container) -> Output {
-        let procs: Vec<String> = cgroup_hierarchies()
+        let dirs: Vec<String> = cgroup_hierarchies()
             .iter()
-            .map(|h| {
-                h.join(&self.name)
-                    .join("runtime/cgroup.procs")
-                    .display()
-                    .to_string()
-            })
+            .map(|h| h.join(&self.name).join("runtime").display().to_string())
             .collect();
         let script = format!(
-            "for procs in {}; do echo $$ > $procs || exit 1; done; exec \"$@\"",
-            procs.join(" ")
+            "for dir in {}; do
+                 tries=0
+                 until echo $$ 2>/dev/null >\"$dir/cgroup.procs\"; do
+                     tries=$((tries + 1)); [ $tries -le 20 ] || exit 1
+                     mkdir -p \"$dir\"
+                     for file in cpuset.cpus cpuset.mems; do
+                         [ -e \"$dir/$file\" ] || continue
+                         cat \"$dir/../../$file\" >\"$dir/../$file\"
+                         cat \"$dir/../../$file\" >\"$dir/$file\"
+                     done
+                 done
+             done
+             exec \"$@\"",
+            dirs.join(" ")
         );
         let runtime = runtime().to_str().unwrap();
         let root = c.root.to_str().unwrap();
