@@ -29,6 +29,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,7 +64,13 @@ class Runtime:
         ]
         start = time.perf_counter()
         pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except BaseException:
+            # Stopped (see stop_on_termination): the call finishes first, so that the cleanup
+            # finds the container it makes.
+            os.waitpid(pid, 0)
+            raise
         elapsed = time.perf_counter() - start
         return elapsed, os.waitstatus_to_exitcode(status)
 
@@ -75,8 +82,11 @@ class Runtime:
         GNU time is small, so the runtime it forks starts near zero.
         """
         wrapped = ["/usr/bin/time", "-f", "%M", "-o", self.rss_file, self.path, "--root", self.root, *args]
-        code = subprocess.run(wrapped, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL).returncode
+        # Not subprocess.run, which kills time but not the runtime when the run is stopped:
+        # Popen's exit waits for the call to finish, so that the cleanup finds its container.
+        with subprocess.Popen(wrapped, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) as call:
+            code = call.wait()
         if code != 0:
             sys.exit(f"{self.name}: `{' '.join(args)}` under /usr/bin/time exited {code}")
         with open(self.rss_file) as f:
@@ -315,6 +325,16 @@ def svg_chart(rows, base, lifecycles, title):
     return "\n".join(out) + "\n"
 
 
+def stop_on_termination():
+    """SIGTERM or SIGHUP (a test's timeout, a closed terminal) ends the run through main's
+    `finally`, which deletes the runtimes' containers and with them their cgroups."""
+    def stop(signum, _frame):
+        sys.exit(f"bench: stopped by signal {signum}")
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runtime", action="append", metavar="NAME=PATH",
@@ -338,40 +358,45 @@ def main():
     if not os.path.exists(os.path.join(opts.rootfs, "bin", "busybox")):
         sys.exit(f"bench: no rootfs at {opts.rootfs} (make rootfs)")
 
+    stop_on_termination()
     workdir = tempfile.mkdtemp(prefix="berth-bench-")
     runtimes = []
-    for spec in specs:
-        name, _, path = spec.partition("=")
-        if not os.access(path, os.X_OK):
-            sys.exit(f"bench: {name}: {path} is not executable")
-        runtimes.append(Runtime(name, os.path.abspath(path), workdir))
-    bundles = (
-        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-true", ["/bin/true"]),
-        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-seccomp", ["/bin/true"],
-                    seccomp=docker_like_seccomp()),
-        make_bundle(workdir, os.path.abspath(opts.rootfs), "bundle-sleep", ["sleep", "1000"]),
-    )
-    floor = Floor(os.path.abspath(opts.rootfs), workdir)
-
-    print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
     try:
-        for round_no in range(opts.rounds):
-            measure_round(runtimes, floor, bundles, round_no, opts)
-            print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr, flush=True)
-        rows = results(runtimes, floor, runtimes[0])
-        print_table(rows, runtimes[0], opts.lifecycles)
-        if opts.svg:
-            with open(opts.svg, "w") as f:
-                f.write(svg_chart(rows, runtimes[0], opts.lifecycles, opts.title))
-            print(f"chart: {opts.svg}")
+        for spec in specs:
+            name, _, path = spec.partition("=")
+            if not os.access(path, os.X_OK):
+                sys.exit(f"bench: {name}: {path} is not executable")
+            runtimes.append(Runtime(name, os.path.abspath(path), workdir))
+        measure(runtimes, os.path.abspath(opts.rootfs), workdir, opts)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut the cleanup
         for rt in runtimes:
-            # Whatever a failed round left behind.
+            # Whatever a failed or stopped round left behind.
             listed = subprocess.run([rt.path, "--root", rt.root, "list", "--quiet"], capture_output=True, text=True)
             for cid in listed.stdout.split():
                 subprocess.run([rt.path, "--root", rt.root, "delete", "--force", cid], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
+
+def measure(runtimes, rootfs, workdir, opts):
+    """Every round, then the table and the chart."""
+    bundles = (
+        make_bundle(workdir, rootfs, "bundle-true", ["/bin/true"]),
+        make_bundle(workdir, rootfs, "bundle-seccomp", ["/bin/true"], seccomp=docker_like_seccomp()),
+        make_bundle(workdir, rootfs, "bundle-sleep", ["sleep", "1000"]),
+    )
+    floor = Floor(rootfs, workdir)
+    print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
+    for round_no in range(opts.rounds):
+        measure_round(runtimes, floor, bundles, round_no, opts)
+        print(f"round {round_no + 1}/{opts.rounds} done", file=sys.stderr, flush=True)
+    rows = results(runtimes, floor, runtimes[0])
+    print_table(rows, runtimes[0], opts.lifecycles)
+    if opts.svg:
+        with open(opts.svg, "w") as f:
+            f.write(svg_chart(rows, runtimes[0], opts.lifecycles, opts.title))
+        print(f"chart: {opts.svg}")
 
 if __name__ == "__main__":
     main()

@@ -159,12 +159,11 @@ impl Spawned {
         fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
-    /// Waits up to `timeout`; on timeout kills the command and panics.
+    /// Waits up to `timeout`; on timeout stops the command and panics.
     #[track_caller]
     pub fn wait(mut self, timeout: Duration) -> Output {
         let status = wait_timeout(&mut self.child, timeout).unwrap_or_else(|| {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.stop();
             panic!(
                 "command hung for {timeout:?}: {}\nstderr so far:\n{}",
                 self.command,
@@ -176,6 +175,18 @@ impl Spawned {
             code: exit_code(status),
             stdout: fs::read_to_string(&self.stdout).unwrap_or_default(),
             stderr: fs::read_to_string(&self.stderr).unwrap_or_default(),
+        }
+    }
+
+    /// SIGTERM first, so that a command that made something (the benchmark's containers, say)
+    /// removes it; SIGKILL when it has not exited within the grace period.
+    fn stop(&mut self) {
+        const GRACE: Duration = Duration::from_secs(10);
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if wait_timeout(&mut self.child, GRACE).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
