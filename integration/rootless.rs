@@ -279,34 +279,82 @@ fn host_files_are_the_users_to_write_not_roots() {
     assert_eq!(fs::read_to_string(data.join("root-only")).unwrap(), "");
 }
 
-#[test]
-fn root_in_a_user_namespace_runs_a_container_without_one_of_its_own() {
-    // As rootless podman runs the runtime: root in a user namespace the user made, with a config
-    // that shares it. Devices can only be bound from the host there.
-    let mut r =
-        RootlessContainer::new(&["sh", "-c", "id -u; cat /proc/self/uid_map; ls /dev/null"]);
+/// A rootless container whose config shares the runtime's user namespace, as rootless podman
+/// writes it: no user namespace, no id mappings.
+fn sharing_the_runtimes_user_namespace(args: &[&str]) -> RootlessContainer {
+    let mut r = RootlessContainer::new(args);
     r.c.configure(|spec| {
         remove_namespace(spec, LinuxNamespaceType::User);
         let linux = spec.linux_mut().as_mut().unwrap();
         linux.set_uid_mappings(None);
         linux.set_gid_mappings(None);
     });
-    let root = r.c.root.to_str().unwrap();
-    let berth = runtime().to_str().unwrap();
-    let run = ["run", "--bundle", r.bundle(), &r.c.id];
-    let mut command = vec![
-        "unshare",
-        "--user",
-        "--map-root-user",
-        berth,
-        "--root",
-        root,
-    ];
-    command.extend(run);
-    let out = r.as_user(&command, |_| {}).success();
+    r
+}
+
+/// Runs `script` as root in one user namespace the test user made, as rootless podman runs the
+/// runtime (podman keeps that namespace; `unshare` makes a new one at each call). `$RUNTIME`
+/// is the runtime with the container's `--root`, `$BUNDLE` and `$ID` the container's.
+fn as_root_in_a_user_namespace(r: &RootlessContainer, script: &str) -> Output {
+    let runtime = format!("{} --root {}", runtime().display(), r.c.root.display());
+    let command = ["unshare", "--user", "--map-root-user", "sh", "-c", script];
+    r.as_user(&command, |cmd| {
+        cmd.env("RUNTIME", runtime)
+            .env("BUNDLE", r.bundle())
+            .env("ID", &r.c.id);
+    })
+}
+
+#[test]
+fn root_in_a_user_namespace_runs_a_container_without_one_of_its_own() {
+    // Devices can only be bound from the host there.
+    let r = sharing_the_runtimes_user_namespace(&[
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; ls /dev/null",
+    ]);
+    let out = as_root_in_a_user_namespace(&r, "$RUNTIME run --bundle $BUNDLE $ID").success();
     let words: Vec<&str> = out.stdout.split_whitespace().collect();
     let uid = r.user.uid.to_string();
     assert_eq!(words, ["0", "0", &uid, "1", "/dev/null"], "{out}");
+}
+
+/// berth once entered the container's pid namespace for the clone and then tried to go back,
+/// which root in a user namespace may not: setns into its own (the host's) pid namespace needs
+/// CAP_SYS_ADMIN over the host's. `$$` of the exec'd shell is a pid of the container's.
+const EXEC_AND_DELETE: &str = "$RUNTIME exec $ID sh -c 'id -u; echo $$'; code=$?; \
+                               $RUNTIME delete --force $ID; exit $code";
+
+#[test]
+fn root_in_a_user_namespace_execs_into_its_running_container() {
+    let r = sharing_the_runtimes_user_namespace(&["sleep", "1000"]);
+    let script = format!("$RUNTIME run --detach --bundle $BUNDLE $ID && {EXEC_AND_DELETE}");
+    let out = as_root_in_a_user_namespace(&r, &script).success();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "2"], "{out}");
+    r.c.assert_no_leaks();
+}
+
+#[test]
+fn root_in_a_user_namespace_execs_into_a_created_container_with_a_user_namespace() {
+    let mut r = RootlessContainer::new(&["sleep", "1000"]);
+    // Its own user namespace, mapping the runtime's root, the one id mapped where it runs.
+    r.c.configure(|spec| {
+        let root_only = LinuxIdMappingBuilder::default()
+            .host_id(0u32)
+            .container_id(0u32)
+            .size(1u32)
+            .build()
+            .unwrap();
+        let linux = spec.linux_mut().as_mut().unwrap();
+        linux.set_uid_mappings(Some(vec![root_only]));
+        linux.set_gid_mappings(Some(vec![root_only]));
+    });
+    let script = format!("$RUNTIME create --bundle $BUNDLE $ID && {EXEC_AND_DELETE}");
+    let out = as_root_in_a_user_namespace(&r, &script).success();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "2"], "{out}");
+    r.c.assert_no_leaks();
 }
 
 #[test]

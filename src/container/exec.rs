@@ -73,12 +73,10 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
         None => (None, None),
     };
 
-    target.enter_namespaces_if_unprivileged()?;
-    let pid_namespace = (target.pid_namespace).then(|| target.init_pidfd.as_fd());
+    target.enter_pid_namespace()?;
     let forked = trace::timed("clone the process", || {
         let cgroup = clone_into_cgroup.as_ref().map(|fd| fd.as_fd());
-        namespaces::clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), cgroup)
-            .context("starting the exec process")
+        sys::clone3(CloneFlags::empty().bits(), cgroup).context("starting the exec process")
     })?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
@@ -140,7 +138,7 @@ struct ExecTarget {
     init_namespaces: Option<Vec<Joined>>,
     /// Namespaces the child joins through the pidfd.
     namespaces: CloneFlags,
-    /// Whether the parent must enter the container's pid namespace around the clone: it has
+    /// Whether the parent must enter the container's pid namespace before the clone: it has
     /// one (new or joined), which berth is not in yet.
     pid_namespace: bool,
     cgroup: Option<Box<dyn CgroupManager>>,
@@ -194,26 +192,30 @@ impl ExecTarget {
 }
 
 impl ExecTarget {
-    /// An unprivileged berth may not enter a pid namespace from its own user namespace (setns
-    /// needs CAP_SYS_ADMIN there), but it may from the container's, which it owns: it joins both
-    /// for good, the pid namespace for its one child. This process only waits for that child
-    /// afterwards, so it never needs to come back.
-    fn enter_namespaces_if_unprivileged(&mut self) -> Result<()> {
+    /// Only a child can enter a pid namespace, so the parent switches its namespace for
+    /// children before the clone, and for good: this process only waits for that child
+    /// afterwards, so it never needs to come back — and could not when it lacks CAP_SYS_ADMIN
+    /// over its own pid namespace (root in a user namespace, as rootless podman runs it).
+    /// An unprivileged berth may enter that pid namespace only from the container's user
+    /// namespace (setns needs CAP_SYS_ADMIN there), which it owns: it joins both.
+    fn enter_pid_namespace(&mut self) -> Result<()> {
         let user = CloneFlags::CLONE_NEWUSER;
-        if nix::unistd::geteuid().is_root() || !self.namespaces.contains(user) {
+        let mut kinds = CloneFlags::empty();
+        if self.pid_namespace {
+            kinds |= CloneFlags::CLONE_NEWPID;
+        }
+        if !nix::unistd::geteuid().is_root() && self.namespaces.contains(user) {
+            if let Some(cgroup) = &self.cgroup {
+                cgroup.prepare_exec_from_user_namespace();
+            }
+            kinds |= user;
+        }
+        if kinds.is_empty() {
             return Ok(());
         }
-        if let Some(cgroup) = &self.cgroup {
-            cgroup.prepare_exec_from_user_namespace();
-        }
-        let pid = if self.pid_namespace {
-            CloneFlags::CLONE_NEWPID
-        } else {
-            CloneFlags::empty()
-        };
-        self.join_namespaces(user | pid)
-            .context("setns into the container's user and pid namespaces")?;
-        self.namespaces.remove(user);
+        self.join_namespaces(kinds)
+            .context("setns into the container's pid namespace")?;
+        self.namespaces.remove(user & kinds);
         self.pid_namespace = false;
         Ok(())
     }
