@@ -56,6 +56,32 @@ fn exec_joins_the_container_namespaces() {
 }
 
 #[test]
+fn exec_into_a_created_container_enters_its_time_namespace() {
+    // The init is not in its new time namespace until its execve: its pidfd gives the host's.
+    let c = Container::with_args(&["sleep", "1000"]);
+    c.configure_json(|config| {
+        let linux = &mut config["linux"];
+        linux["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(json!({"type": "time"}));
+        linux["timeOffsets"] = json!({"boottime": {"secs": 864000}});
+    });
+    c.create().success();
+    let inside = c.exec(&[], &["cat", "/proc/uptime"]).success();
+    let boottime = |uptime: &str| -> f64 {
+        let seconds = uptime.split_whitespace().next().expect("uptime");
+        seconds.parse().expect("seconds")
+    };
+    let host = boottime(&fs::read_to_string("/proc/uptime").unwrap());
+    let offset = boottime(&inside.stdout) - host;
+    assert!(
+        (863_000.0..865_000.0).contains(&offset),
+        "the exec'd process sees a boot time {offset} s off the host's: {inside}"
+    );
+}
+
+#[test]
 fn exec_process_file_runs_an_oci_process() {
     // containerd and conmon pass `--process FILE` with an OCI process object.
     let mut c = Container::new();

@@ -180,8 +180,8 @@ pub fn create(
                 extra_mounts,
                 host_clones,
                 cgroup_self_join,
-                serves_namespaces: options.cgroups.rootless
-                    && namespaces.has(LinuxNamespaceType::User),
+                serves_namespaces: namespaces.has(LinuxNamespaceType::Time)
+                    || (options.cgroups.rootless && namespaces.has(LinuxNamespaceType::User)),
                 prepared: None,
                 own_namespaces: Vec::new(),
                 seccomp: PendingFilter::new(seccomp_filter, bundle.process()),

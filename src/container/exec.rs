@@ -167,12 +167,9 @@ impl ExecTarget {
         }
         let linux = container.state.config.linux().as_ref();
         let init_pidfd = container.init_pidfd()?;
-        let unprivileged = !nix::unistd::geteuid().is_root();
-        let init_namespaces = (status == Status::Created
-            && unprivileged
-            && has_namespace(&container, LinuxNamespaceType::User))
-        .then(|| namespaces_of_created_init(&container))
-        .transpose()?;
+        let init_namespaces = (status == Status::Created && created_init_hands_over(&container))
+            .then(|| namespaces_of_created_init(&container))
+            .transpose()?;
         let shared_namespace_root = (!has_namespace(&container, LinuxNamespaceType::Mount))
             .then(|| container.init_root())
             .transpose()?;
@@ -229,6 +226,15 @@ impl ExecTarget {
             .filter(|ns| kinds.contains(clone_flag(ns.kind)))
             .try_for_each(namespaces::join)
     }
+}
+
+/// Whether exec into a created container joins the namespaces its init hands over rather
+/// than those its pidfd gives: that init enters a new time namespace only at its execve, and
+/// an unprivileged runtime may not use its pidfd at all (see `init::wait_for_start`).
+fn created_init_hands_over(container: &Container) -> bool {
+    let unprivileged = !nix::unistd::geteuid().is_root();
+    has_namespace(container, LinuxNamespaceType::Time)
+        || (unprivileged && has_namespace(container, LinuxNamespaceType::User))
 }
 
 /// Asks the created init for its namespaces, on its start socket.

@@ -46,8 +46,9 @@ pub struct InitArgs<'a> {
     pub host_clones: HostClones,
     /// How the init moves itself into the container's cgroup; None: the runtime moves it.
     pub cgroup_self_join: Option<SelfJoin>,
-    /// Whether the init hands its namespaces to `exec` while it waits for `start`: the
-    /// runtime is unprivileged, and cannot open them through the init's pid.
+    /// Whether the init hands its namespaces to `exec` while it waits for `start`: it has a
+    /// time namespace, which it enters only at execve, or the runtime is unprivileged and
+    /// cannot open them through the init's pid.
     pub serves_namespaces: bool,
     /// Filled in by setup: the process to exec once started.
     pub prepared: Option<Prepared>,
