@@ -306,6 +306,49 @@ fn as_root_in_a_user_namespace(r: &RootlessContainer, script: &str) -> Output {
 }
 
 #[test]
+fn root_in_a_user_namespace_runs_a_container_in_the_pid_namespace_of_another() {
+    // As podman's `--pid container:<first>`: the second container's config names the first's
+    // pid namespace, here through a symlink the script makes once the first runs.
+    let r = sharing_the_runtimes_user_namespace(&["sleep", "1000"]);
+    let files = r.c.dir.join("user-files");
+    fs::create_dir(&files).unwrap();
+    chown(&files, Some(r.user.uid), Some(r.user.gid)).unwrap();
+    let second = files.join("second");
+    fs::create_dir(&second).unwrap();
+    let mut spec = r.c.spec().clone();
+    set_args(&mut spec, &["sh", "-c", "echo $$; cat /proc/1/cmdline"]);
+    let first_rootfs = r.c.bundle.join(spec.root().as_ref().unwrap().path());
+    spec.root_mut().as_mut().unwrap().set_path(first_rootfs);
+    let first_pid_namespace = files.join("first-pid-ns");
+    let linux = spec.linux_mut().as_mut().unwrap();
+    for namespace in linux.namespaces_mut().as_mut().unwrap() {
+        if namespace.typ() == LinuxNamespaceType::Pid {
+            namespace.set_path(Some(first_pid_namespace.clone()));
+        }
+    }
+    spec.save(second.join("config.json")).unwrap();
+
+    let script = format!(
+        "$RUNTIME run --detach --pid-file {files}/first.pid --bundle $BUNDLE $ID && \
+         ln -s /proc/$(cat {files}/first.pid)/ns/pid {pid_namespace} && \
+         $RUNTIME run --bundle {second} $ID-second; code=$?; \
+         $RUNTIME delete --force $ID; exit $code",
+        files = files.display(),
+        pid_namespace = first_pid_namespace.display(),
+        second = second.display(),
+    );
+    let out = as_root_in_a_user_namespace(&r, &script).success();
+    // The second's process is the first's namespace's second, beside its `sleep`.
+    let words: Vec<&str> = out
+        .stdout
+        .split(['\n', '\0'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    assert_eq!(words, ["2", "sleep", "1000"], "{out}");
+    r.c.assert_no_leaks();
+}
+
+#[test]
 fn root_in_a_user_namespace_runs_a_container_without_one_of_its_own() {
     // Devices can only be bound from the host there.
     let r = sharing_the_runtimes_user_namespace(&[

@@ -1,15 +1,16 @@
-//! The init of a container that joins a user namespace by path and gets new
-//! namespaces too (a pod's user namespace, podman's `--userns=ns:`). New
-//! namespaces belong to the user namespace of the process that creates them,
-//! so they must not come from the runtime, in the host's: a short-lived
-//! intermediate process enters the joined user namespace and clones the init
-//! from there with the new-namespace flags, so the joined namespace owns them
-//! (runc's nsexec does the same in its stage 1). With CLONE_PARENT the init is
-//! the runtime's child all the same: `run` waits for it and a failed `create`
-//! reaps it. The intermediate hands the init's pidfd over and exits.
+//! The init of a container that joins namespaces the runtime itself may not enter around
+//! its clone: a short-lived intermediate process enters them and clones the init from there
+//! (runc's nsexec does the same in its stage 1). With CLONE_PARENT the init is the runtime's
+//! child all the same: `run` waits for it and a failed `create` reaps it. The intermediate
+//! hands the init's pidfd over and exits. Two cases:
+//! - a user namespace joined by path while the container gets new namespaces too (a pod's
+//!   user namespace, podman's `--userns=ns:`): new namespaces belong to the user namespace
+//!   of the process that creates them, so they must not come from the runtime, in the host's;
+//! - a pid namespace joined by a runtime that could not enter its own again afterwards (see
+//!   `may_return_to_own_pid_namespace`).
 //!
-//! Only this case pays for the extra process; every other container is cloned
-//! by the runtime directly.
+//! Only these cases pay for the extra process; every other container is cloned by the
+//! runtime directly.
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -18,28 +19,29 @@ use nix::sched::{CloneFlags, setns};
 use nix::sys::signal::Signal;
 use nix::sys::wait::waitpid;
 
-use super::clone_in_pid_namespace;
 use crate::sync::{Channel, Message};
 use crate::sys::{self, Forked};
 
-/// Clones the init inside `user_namespace` with `flags`, in `pid_namespace`
-/// (if joined) and `cgroup`, through an intermediate process: returns like
-/// `sys::clone3`, `Forked::Child` in the init. Whatever fails, no intermediate
-/// is left, and no init.
+/// Clones the init with `flags` inside `pid_namespace` and `user_namespace` (those joined)
+/// and in `cgroup`, through an intermediate process: returns like `sys::clone3`,
+/// `Forked::Child` in the init. Whatever fails, no intermediate is left, and no init.
 pub fn clone_init_inside(
-    user_namespace: BorrowedFd,
+    user_namespace: Option<BorrowedFd>,
     pid_namespace: Option<BorrowedFd>,
     flags: CloneFlags,
     cgroup: Option<BorrowedFd>,
 ) -> Result<Forked> {
     let (runtime_end, intermediate_end) = Channel::pair()?;
     // In the cgroup from the start, so the init never runs outside it either.
-    let forked = clone_in_pid_namespace(pid_namespace, CloneFlags::empty(), cgroup)
-        .context("starting the intermediate process that enters the user namespace")?;
+    let forked = sys::clone3(0, cgroup).context("starting the intermediate process")?;
     let (pid, pidfd) = match forked {
         Forked::Child => {
             drop(runtime_end);
-            return Ok(run_intermediate(intermediate_end, user_namespace, flags));
+            let joining = Joining {
+                pid: pid_namespace,
+                user: user_namespace,
+            };
+            return Ok(run_intermediate(intermediate_end, joining, flags));
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
@@ -55,8 +57,8 @@ pub fn clone_init_inside(
 
 /// In the intermediate: returns `Forked::Child` in the init; the intermediate
 /// itself reports to the runtime and exits here.
-fn run_intermediate(channel: Channel, user_namespace: BorrowedFd, flags: CloneFlags) -> Forked {
-    match clone_from_inside(user_namespace, flags) {
+fn run_intermediate(channel: Channel, joining: Joining, flags: CloneFlags) -> Forked {
+    match clone_from_inside(joining, flags) {
         Ok(Forked::Child) => {
             // The init holds no end of this channel: the runtime must see EOF
             // when the intermediate dies.
@@ -81,15 +83,28 @@ fn run_intermediate(channel: Channel, user_namespace: BorrowedFd, flags: CloneFl
     }
 }
 
-fn clone_from_inside(user_namespace: BorrowedFd, flags: CloneFlags) -> Result<Forked> {
+/// The namespaces the intermediate enters before it clones the init.
+struct Joining<'a> {
+    pid: Option<BorrowedFd<'a>>,
+    user: Option<BorrowedFd<'a>>,
+}
+
+fn clone_from_inside(joining: Joining, flags: CloneFlags) -> Result<Forked> {
     // A runtime killed mid-create must not leave it behind.
     sys::set_parent_death_signal(Some(Signal::SIGKILL)).context("prctl(PR_SET_PDEATHSIG)")?;
     // Like the init: the container's processes share this user namespace.
     sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
-    setns(user_namespace, CloneFlags::CLONE_NEWUSER)
-        .context("setns into the user namespace (linux.namespaces)")?;
+    // The pid namespace first, with the runtime's privilege over the namespaces it owns.
+    if let Some(pid) = joining.pid {
+        setns(pid, CloneFlags::CLONE_NEWPID)
+            .context("setns into the pid namespace (linux.namespaces)")?;
+    }
+    if let Some(user) = joining.user {
+        setns(user, CloneFlags::CLONE_NEWUSER)
+            .context("setns into the user namespace (linux.namespaces)")?;
+    }
     sys::clone3((flags | CloneFlags::CLONE_PARENT).bits(), None)
-        .context("clone3 of the container init inside the joined user namespace")
+        .context("clone3 of the container init inside the joined namespaces")
 }
 
 /// The init's pid (as the runtime numbers it) and pidfd, from the
