@@ -422,6 +422,27 @@ fn state_defaults_to_the_users_runtime_dir() {
     r.c.assert_no_leaks();
 }
 
+#[test]
+fn root_in_a_user_namespace_without_user_keeps_state_in_the_runtime_dir() {
+    // How conmon runs the runtime for rootless podman: no --root, no $USER.
+    let r = sharing_the_runtimes_user_namespace(&["sleep", "1000"]);
+    let runtime_dir = r.c.dir.join("xdg");
+    fs::create_dir_all(&runtime_dir).unwrap();
+    std::os::unix::fs::symlink(&r.c.root, runtime_dir.join(runtime_name())).unwrap();
+    let script = "$BERTH create --bundle $BUNDLE $ID && $BERTH list --quiet; \
+                  $BERTH delete --force $ID";
+    let command = ["unshare", "--user", "--map-root-user", "sh", "-c", script];
+    let out = r.as_user(&command, |cmd| {
+        cmd.env_remove("USER")
+            .env("XDG_RUNTIME_DIR", &runtime_dir)
+            .env("BERTH", runtime())
+            .env("BUNDLE", r.bundle())
+            .env("ID", &r.c.id);
+    });
+    assert_eq!(out.success().stdout.trim(), r.c.id);
+    r.c.assert_no_leaks();
+}
+
 /// The directory name each runtime uses under $XDG_RUNTIME_DIR.
 fn runtime_name() -> &'static str {
     if is_berth() { "berth" } else { "runc" }

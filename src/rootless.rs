@@ -28,13 +28,17 @@ pub fn default_state_root() -> PathBuf {
 }
 
 /// Real root on the host ignores `$XDG_RUNTIME_DIR` (sudo keeps a user's); root in a user
-/// namespace honours it unless `$USER` says it is root there too.
+/// namespace honours it unless `$USER` says it is root there too. As runc decides: an unset
+/// `$USER` honours it, which is how conmon runs the runtime for rootless podman.
 fn honours_runtime_dir() -> bool {
     if !nix::unistd::geteuid().is_root() {
         return true;
     }
-    let user = std::env::var("USER").unwrap_or_default();
-    in_user_namespace() && !user.is_empty() && user != "root"
+    in_user_namespace() && !user_is_root(std::env::var_os("USER").as_deref())
+}
+
+fn user_is_root(user: Option<&std::ffi::OsStr>) -> bool {
+    user.is_some_and(|name| name == "root")
 }
 
 /// Whether this process is in a user namespace other than the initial one, whose uid_map maps
@@ -58,6 +62,14 @@ mod tests {
         assert!(!is_initial_uid_map("         0       1000          1\n"));
         assert!(!is_initial_uid_map("0 0 4294967295\n1 1 1\n"));
         assert!(!is_initial_uid_map(""));
+    }
+
+    #[test]
+    fn only_a_user_named_root_keeps_root_in_a_user_namespace_off_the_runtime_dir() {
+        assert!(user_is_root(Some("root".as_ref())));
+        assert!(!user_is_root(None));
+        assert!(!user_is_root(Some("".as_ref())));
+        assert!(!user_is_root(Some("alice".as_ref())));
     }
 
     #[test]
