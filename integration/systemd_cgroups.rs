@@ -13,12 +13,13 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{HookBuilder, HooksBuilder};
 use serde_json::json;
 
+use crate::common::host_user::HostUser;
 use crate::common::readme::readme_block;
 use crate::common::{
     COMMAND_TIMEOUT, Container, Output, runtime, set_args, systemd_cgroup, systemd_unit_loaded,
     systemd_unit_property,
 };
-use crate::rootless::{HostUser, RootlessContainer};
+use crate::rootless::RootlessContainer;
 
 /// Whether this test runs here: the driver's tests need the harness in systemd mode.
 fn on_systemd() -> bool {

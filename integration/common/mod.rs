@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 pub mod fd_socket;
+pub mod host_user;
 pub mod readme;
 
 use std::cell::RefCell;

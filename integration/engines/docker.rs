@@ -104,6 +104,7 @@ fn start(driver: CgroupDriver) -> Engine {
         runtime_roots: [Runtime::Berth, Runtime::Runc]
             .map(|r| (r, exec_root.join("runtime-runc/moby")))
             .into(),
+        runs_as: None,
     };
     let io = dir.join("io");
     let info = |engine: &Engine| {

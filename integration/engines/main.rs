@@ -22,5 +22,6 @@ mod cri;
 mod cri_client;
 mod docker;
 mod podman;
+mod podman_rootless;
 mod replay;
 mod scenarios;

@@ -28,7 +28,8 @@ fn set_up() -> Engine {
     let dir = private_dir("podman");
     let storage = dir.join("storage");
     let run = dir.join("run");
-    let env = write_config(&dir, &storage, &run);
+    let driver = if overlay_works() { "overlay" } else { "vfs" };
+    let env = write_config(&dir, &storage, &run, driver);
     let engine = Engine {
         kind: Kind::Podman,
         program: PathBuf::from("podman"),
@@ -53,6 +54,7 @@ fn set_up() -> Engine {
                 (r, Path::new("/run").join(name))
             })
             .into(),
+        runs_as: None,
     };
     let teardown_engine = engine.clone();
     at_exit(move || teardown(&teardown_engine));
@@ -69,10 +71,15 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 run dir")
 }
 
-/// containers.conf, storage.conf and an empty registries.conf in `dir`; returns the
-/// environment that makes podman (and conmon's cleanup command) read them and nothing else,
-/// and keep its temporary files in `dir`.
-fn write_config(dir: &Path, storage: &Path, run: &Path) -> Vec<(String, OsString)> {
+/// containers.conf, storage.conf (with the storage `driver`) and an empty registries.conf in
+/// `dir`; returns the environment that makes podman (and conmon's cleanup command) read them
+/// and nothing else, and keep its temporary files in `dir`.
+pub fn write_config(
+    dir: &Path,
+    storage: &Path,
+    run: &Path,
+    driver: &str,
+) -> Vec<(String, OsString)> {
     // TMPDIR: podman's temporary files (an update's resources, a loaded image's layers).
     let env: Vec<(String, PathBuf)> = [
         ("CONTAINERS_CONF", "containers.conf"),
@@ -123,8 +130,7 @@ network_config_dir = "{dir}/cni"
         engine = snippet.replacen("[engine]\n", &private_engine, 1),
     );
     let storage_conf = format!(
-        "[storage]\ndriver = \"{}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
-        if overlay_works() { "overlay" } else { "vfs" },
+        "[storage]\ndriver = \"{driver}\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
         storage.display(),
         run.display()
     );

@@ -35,6 +35,9 @@ pub struct Engine {
     pub cgroup_parent: String,
     /// Where each runtime keeps a container's state, as `<root>/<id>`.
     pub runtime_roots: Vec<(Runtime, PathBuf)>,
+    /// The uid and gid the engine runs as when not root (rootless podman): each session's
+    /// directory is theirs, for the cid files.
+    pub runs_as: Option<(u32, u32)>,
 }
 
 impl Engine {
@@ -127,10 +130,14 @@ impl Session {
             runtime.name(),
             test.replace('_', "-")
         );
+        let dir = private_dir(&format!("tests/{prefix}"));
+        if let Some((uid, gid)) = engine.runs_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the session dir");
+        }
         Session {
             engine,
             runtime,
-            dir: private_dir(&format!("tests/{prefix}")),
+            dir,
             prefix,
             names: RefCell::new(Vec::new()),
             commands: AtomicUsize::new(0),
