@@ -215,3 +215,21 @@ pub fn exec_with_the_users_id_kept(s: &Session) {
     let uid = USER_UID.get().expect("set up");
     assert_eq!(out.stdout.trim(), uid.to_string(), "{out}");
 }
+
+/// The shared scenarios (see `scenarios::shared_scenarios!`) rootless podman can run here:
+/// not those that need a cgroup of the container's own (limits, pause, OOM, stats, update),
+/// which rootless podman does not give on cgroup v1 (they fail with runc too), nor `devices`
+/// (no device nodes in a user namespace); nor `instant_exit_50`, a minute of the same runs.
+pub mod shared {
+    use super::*;
+
+    engine_scenarios! {
+        engine: rootless_podman(), session: Session, scenarios: crate::scenarios;
+        runtime_state, run_exit_code, run_command_not_found, exec_command_not_found, run_stdin,
+        run_tty, run_env, run_workdir, run_hostname, run_user, run_user_unknown, cap_add_drop,
+        read_only, tmpfs, bind_volume, network_none, run_init, exec_exit_code, exec_user,
+        exec_tty, ps_top, restart, stop, stop_signal_rtmin, kill, rm_force_running, logs,
+        security_opts, ulimits, sysctls, shm_size, oom_score_adj, join_namespaces, pid_host,
+        cgroupns_private, uts_host, commit, restart_policy,
+    }
+}
