@@ -283,18 +283,25 @@ fn root_in_a_user_namespace_runs_a_container_without_one_of_its_own() {
 
 /// berth once entered the container's pid namespace for the clone and then tried to go back,
 /// which root in a user namespace may not: setns into its own (the host's) pid namespace needs
-/// CAP_SYS_ADMIN over the host's. `$$` of the exec'd shell is a pid of the container's.
-const EXEC_AND_DELETE: &str = "$RUNTIME exec $ID sh -c 'id -u; echo $$'; code=$?; \
-                               $RUNTIME delete --force $ID; exit $code";
+/// CAP_SYS_ADMIN over the host's. So: `start` (`run --detach`, `create`) the container as root
+/// in a user namespace, exec into it and delete it; the exec'd shell must be root there and the
+/// container's second process.
+fn assert_exec_as_root_in_a_user_namespace(r: &RootlessContainer, start: &str) {
+    let script = format!(
+        "$RUNTIME {start} --bundle $BUNDLE $ID && \
+         $RUNTIME exec $ID sh -c 'id -u; echo $$'; code=$?; \
+         $RUNTIME delete --force $ID; exit $code"
+    );
+    let out = as_root_in_a_user_namespace(r, &script).success();
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "2"], "{out}");
+    r.c.assert_no_leaks();
+}
 
 #[test]
 fn root_in_a_user_namespace_execs_into_its_running_container() {
     let r = sharing_the_runtimes_user_namespace(&["sleep", "1000"]);
-    let script = format!("$RUNTIME run --detach --bundle $BUNDLE $ID && {EXEC_AND_DELETE}");
-    let out = as_root_in_a_user_namespace(&r, &script).success();
-    let words: Vec<&str> = out.stdout.split_whitespace().collect();
-    assert_eq!(words, ["0", "2"], "{out}");
-    r.c.assert_no_leaks();
+    assert_exec_as_root_in_a_user_namespace(&r, "run --detach");
 }
 
 #[test]
@@ -312,11 +319,7 @@ fn root_in_a_user_namespace_execs_into_a_created_container_with_a_user_namespace
         linux.set_uid_mappings(Some(vec![root_only]));
         linux.set_gid_mappings(Some(vec![root_only]));
     });
-    let script = format!("$RUNTIME create --bundle $BUNDLE $ID && {EXEC_AND_DELETE}");
-    let out = as_root_in_a_user_namespace(&r, &script).success();
-    let words: Vec<&str> = out.stdout.split_whitespace().collect();
-    assert_eq!(words, ["0", "2"], "{out}");
-    r.c.assert_no_leaks();
+    assert_exec_as_root_in_a_user_namespace(&r, "create");
 }
 
 #[test]
