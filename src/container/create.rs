@@ -23,6 +23,7 @@ use crate::init::{self, InitArgs};
 use crate::intelrdt;
 use crate::namespaces::NamespacePlan;
 use crate::netdev::NetDevices;
+use crate::process;
 use crate::rootfs;
 use crate::seccomp::{self, PendingFilter};
 use crate::spec::{self, Bundle};
@@ -159,9 +160,11 @@ pub fn create(
     let cgroup_self_join = cgroup.self_join_for_init()?;
     let runtime_joins = cgroup_self_join.is_none();
     let forked = trace::timed("clone the init", || {
-        namespaces
-            .clone_init(cgroup.clone_into_fd())
-            .context("starting the container init")
+        process::clone_with_oom_score_adj(bundle.process().oom_score_adj(), || {
+            namespaces
+                .clone_init(cgroup.clone_into_fd())
+                .context("starting the container init")
+        })
     })?;
     let (init, init_pidfd) = match forked {
         Forked::Child => {

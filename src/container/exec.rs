@@ -76,7 +76,9 @@ pub fn exec(root: &StateRoot, id: &str, request: ExecRequest) -> Result<i32> {
     target.enter_pid_namespace()?;
     let forked = trace::timed("clone the process", || {
         let cgroup = clone_into_cgroup.as_ref().map(|fd| fd.as_fd());
-        sys::clone3(CloneFlags::empty().bits(), cgroup).context("starting the exec process")
+        process::clone_with_oom_score_adj(request.process.oom_score_adj(), || {
+            sys::clone3(CloneFlags::empty().bits(), cgroup).context("starting the exec process")
+        })
     })?;
     let (pid, pidfd) = match forked {
         Forked::Child => {

@@ -1,11 +1,10 @@
 //! Per-process kernel settings applied while the caller is still root with every capability:
 //! rlimits, oomScoreAdj, scheduler, ioPriority, personality, umask.
 
-use std::io::{Read, Write};
+use std::fs;
 
 use anyhow::{Context, Result, bail};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::stat::{Mode, umask};
 use oci_spec::runtime::{
@@ -14,7 +13,7 @@ use oci_spec::runtime::{
 };
 
 use super::sys::{self, SchedAttr};
-use crate::trusted_proc::ProcRoot;
+use crate::sys::Forked;
 
 /// runc's umask when `process.user.umask` is absent.
 const DEFAULT_UMASK: u32 = 0o022;
@@ -58,29 +57,48 @@ fn resource(kind: PosixRlimitType) -> Resource {
     }
 }
 
-/// Writes /proc/self/oom_score_adj through a procfs the container cannot have redirected.
-pub fn set_oom_score_adj(value: i32) -> Result<()> {
-    let proc = ProcRoot::open().context("process.oomScoreAdj")?;
-    let open = |flags| {
-        proc.open_file("self/oom_score_adj", flags)
-            .context("process.oomScoreAdj")
+/// Runs `clone` (of a container's init or exec'd process) with this process's oom_score_adj set
+/// to `value`, which the child inherits, and restores the parent's own afterwards. The child
+/// cannot always write its own: in a new user namespace, and not dumpable, its /proc/self files
+/// belong to the root of the user namespace that owns its memory, the host's when the runtime
+/// is root (Docker's userns-remap). runc too sets it before its init enters the namespaces.
+pub fn clone_with_oom_score_adj(
+    value: Option<i32>,
+    clone: impl FnOnce() -> Result<Forked>,
+) -> Result<Forked> {
+    let Some(previous) = value.map(set_own_oom_score_adj).transpose()?.flatten() else {
+        return clone();
     };
-    let mut file = open(OFlag::O_WRONLY)?;
-    if let Err(error) = file.write_all(value.to_string().as_bytes()) {
-        if error.raw_os_error() == Some(libc::EACCES) {
-            let mut current = String::new();
-            open(OFlag::O_RDONLY)?.read_to_string(&mut current)?;
-            bail!(
-                "process.oomScoreAdj: writing {value} to /proc/self/oom_score_adj: permission denied \
-                 (lowering it below the current {} needs CAP_SYS_RESOURCE, which this host withholds)",
-                current.trim()
-            );
-        }
-        return Err(error).context(format!(
-            "process.oomScoreAdj: writing {value} to /proc/self/oom_score_adj"
-        ));
+    let forked = clone();
+    if !matches!(forked, Ok(Forked::Child)) {
+        // Back to a value it had: allowed without CAP_SYS_RESOURCE.
+        let _ = fs::write(OWN_OOM_SCORE_ADJ, previous);
     }
-    Ok(())
+    forked
+}
+
+/// This process's; the runtime's own /proc (it is not in a container yet).
+const OWN_OOM_SCORE_ADJ: &str = "/proc/self/oom_score_adj";
+
+/// Sets this process's oom_score_adj to `value`; returns the one it had, or None when it was
+/// `value` already (nothing written, nothing to restore).
+fn set_own_oom_score_adj(value: i32) -> Result<Option<String>> {
+    let current = fs::read_to_string(OWN_OOM_SCORE_ADJ)
+        .with_context(|| format!("process.oomScoreAdj: reading {OWN_OOM_SCORE_ADJ}"))?;
+    if current.trim() == value.to_string() {
+        return Ok(None);
+    }
+    match fs::write(OWN_OOM_SCORE_ADJ, value.to_string()) {
+        Ok(()) => Ok(Some(current)),
+        Err(error) if error.raw_os_error() == Some(libc::EACCES) => bail!(
+            "process.oomScoreAdj: writing {value} to {OWN_OOM_SCORE_ADJ}: permission denied \
+             (lowering it below the current {} needs CAP_SYS_RESOURCE, which this host withholds)",
+            current.trim()
+        ),
+        Err(error) => Err(error).with_context(|| {
+            format!("process.oomScoreAdj: writing {value} to {OWN_OOM_SCORE_ADJ}")
+        }),
+    }
 }
 
 pub fn set_scheduler(scheduler: &Scheduler) -> Result<()> {

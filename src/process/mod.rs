@@ -38,6 +38,7 @@ use oci_spec::runtime::{LinuxPersonality, Process, User};
 pub use affinity::{set_final_cpu_affinity, set_initial_cpu_affinity};
 use exec::ExecPlan;
 pub use exec_options::{ExecOptions, exec_process};
+pub use limits::clone_with_oom_score_adj;
 pub use validate::validate;
 
 /// The settings that need root and all capabilities, then everything the steps after the
@@ -45,9 +46,6 @@ pub use validate::validate;
 /// CAP_SYS_RESOURCE in the effective set, which the identity switch takes away.
 pub fn prepare(process: &Process, personality: Option<&LinuxPersonality>) -> Result<Prepared> {
     limits::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(adj) = process.oom_score_adj() {
-        limits::set_oom_score_adj(adj)?;
-    }
     if let Some(scheduler) = process.scheduler() {
         limits::set_scheduler(scheduler)?;
     }

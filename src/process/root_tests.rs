@@ -116,7 +116,6 @@ fn apply_sets_identity_capabilities_and_limits() {
                 {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
             ],
             "noNewPrivileges": true,
-            "oomScoreAdj": 500,
             "scheduler": {"policy": "SCHED_BATCH", "nice": 5},
             "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
         }));
@@ -125,7 +124,7 @@ fn apply_sets_identity_capabilities_and_limits() {
         let (nofile_soft, nofile_hard) =
             nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
         Ok(format!(
-            "{}\nnofile {nofile_soft} {nofile_hard}\noom {}\ncwd {}\npolicy {}",
+            "{}\nnofile {nofile_soft} {nofile_hard}\ncwd {}\npolicy {}",
             status(&[
                 "Umask",
                 "Uid",
@@ -138,7 +137,6 @@ fn apply_sets_identity_capabilities_and_limits() {
                 "CapAmb",
                 "NoNewPrivs"
             ])?,
-            std::fs::read_to_string("/proc/self/oom_score_adj")?.trim(),
             std::env::current_dir()?.display(),
             // SAFETY: reads the calling thread's policy; no memory involved.
             unsafe { libc::sched_getscheduler(0) },
@@ -157,7 +155,6 @@ fn apply_sets_identity_capabilities_and_limits() {
         "CapAmb: 0000000000000020",
         "NoNewPrivs: 1",
         "nofile 100 200",
-        "oom 500",
         "cwd /tmp",
         &format!("policy {}", libc::SCHED_BATCH),
     ];
@@ -266,6 +263,40 @@ fn host_grants_sys_resource() -> bool {
     granted
 }
 
+fn own_oom_score_adj() -> Result<String> {
+    Ok(std::fs::read_to_string("/proc/self/oom_score_adj")?
+        .trim()
+        .to_string())
+}
+
+#[test]
+fn the_cloned_process_inherits_the_oom_score_adj_and_the_parent_keeps_its_own() {
+    let run = child!(
+        "the_cloned_process_inherits_the_oom_score_adj_and_the_parent_keeps_its_own",
+        || {
+            let before = own_oom_score_adj()?;
+            let forked = clone_with_oom_score_adj(Some(200), || Ok(crate::sys::clone3(0, None)?))?;
+            let crate::sys::Forked::Parent { pid, .. } = forked else {
+                let inherited = own_oom_score_adj().map_or(1, |adj| i32::from(adj == "200"));
+                crate::sys::exit_now(inherited)
+            };
+            let status = nix::sys::wait::waitpid(pid, None)?;
+            Ok(format!(
+                "{status:?} before {before} after {}",
+                own_oom_score_adj()?
+            ))
+        }
+    );
+    let report = expect_ok(run);
+    let (status, own) = report.split_once(" before ").expect("the report");
+    assert!(
+        status.ends_with(", 1)"),
+        "the child did not have 200: {report}"
+    );
+    let (before, after) = own.split_once(" after ").expect("the report");
+    assert_eq!(before, after, "{report}");
+}
+
 #[test]
 fn lowering_oom_score_adj_explains_the_missing_capability() {
     if host_grants_sys_resource() {
@@ -274,7 +305,7 @@ fn lowering_oom_score_adj_explains_the_missing_capability() {
     let run = child!(
         "lowering_oom_score_adj_explains_the_missing_capability",
         || {
-            apply(&process(json!({"oomScoreAdj": -1000})), None)?;
+            clone_with_oom_score_adj(Some(-1000), || panic!("cloned without the value"))?;
             Ok("lowered".into())
         }
     );
