@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::common::host_user::HostUser;
 use crate::common::{systemd_unit_loaded, systemd_unit_property};
 use crate::harness::containerd::Containerd;
 use crate::harness::daemon::Daemon;
@@ -21,14 +22,24 @@ const DOCKER_CLI: &str = "/usr/bin/docker";
 /// The private Docker of this test process, started on first use.
 pub fn docker() -> &'static Engine {
     static DOCKER: OnceLock<Engine> = OnceLock::new();
-    DOCKER.get_or_init(|| start(CgroupDriver::Cgroupfs))
+    DOCKER.get_or_init(|| start(CgroupDriver::Cgroupfs, None))
+}
+
+/// Another private Docker, with `userns-remap` to a user made for it: every container in a user
+/// namespace that maps its root to the user's subordinate ids.
+pub fn docker_userns_remap() -> &'static Engine {
+    static DOCKER: OnceLock<Engine> = OnceLock::new();
+    DOCKER.get_or_init(|| {
+        let user = HostUser::new(&format!("dockremap{}", std::process::id()));
+        start(CgroupDriver::Cgroupfs, Some(user))
+    })
 }
 
 /// Another private Docker, with README.md's line for systemd hosts: needs systemd as PID 1
 /// (`make test-systemd`).
 pub fn docker_systemd() -> &'static Engine {
     static DOCKER: OnceLock<Engine> = OnceLock::new();
-    DOCKER.get_or_init(|| start(CgroupDriver::Systemd))
+    DOCKER.get_or_init(|| start(CgroupDriver::Systemd, None))
 }
 
 /// Starts containerd and dockerd with everything under a private dir, berth registered as
@@ -36,12 +47,18 @@ pub fn docker_systemd() -> &'static Engine {
 /// iptables), overlay2 storage where it works, containers under a cgroup parent of this
 /// process (`/berth-engines-<pid>-docker`, or with systemd (`native.cgroupdriver=systemd`)
 /// scopes `docker-<id>.scope` in the slice `berth_engines_<pid>_docker.slice`); loads the test
-/// image; registers the teardown.
-fn start(driver: CgroupDriver) -> Engine {
+/// image; registers the teardown. With `userns_remap`, dockerd remaps to that user, which the
+/// teardown removes.
+fn start(driver: CgroupDriver, userns_remap: Option<HostUser>) -> Engine {
     let (dir, parent_arg, cgroup_parent) = match driver {
         CgroupDriver::Cgroupfs => {
-            let parent = format!("/berth-engines-{}-docker", std::process::id());
-            (private_dir("docker"), parent.clone(), parent)
+            let name = if userns_remap.is_some() {
+                "docker-userns"
+            } else {
+                "docker"
+            };
+            let parent = format!("/berth-engines-{}-{name}", std::process::id());
+            (private_dir(name), parent.clone(), parent)
         }
         CgroupDriver::Systemd => {
             // No `-` in the name: systemd would nest the slice in parent slices.
@@ -67,6 +84,9 @@ fn start(driver: CgroupDriver) -> Engine {
         }
     }
     config["deprecated-key-path"] = dir.join("key.json").to_str().into();
+    if let Some(user) = &userns_remap {
+        config["userns-remap"] = user.name.as_str().into();
+    }
     let config_file = dir.join("daemon.json");
     fs::write(&config_file, config.to_string()).expect("write daemon.json");
 
@@ -117,7 +137,11 @@ fn start(driver: CgroupDriver) -> Engine {
     });
     let teardown_engine = engine.clone();
     let teardown_dir = dir.clone();
-    at_exit(move || teardown(&teardown_engine, &teardown_dir, driver, dockerd, containerd));
+    at_exit(move || {
+        let leftovers = teardown(&teardown_engine, &teardown_dir, driver, dockerd, containerd);
+        drop(userns_remap);
+        leftovers
+    });
 
     let tar = image_tar().to_str().expect("utf-8 run dir");
     let load = engine
@@ -165,6 +189,25 @@ fn teardown(
 }
 
 crate::scenarios::shared_scenarios! { engine: docker() }
+
+/// The shared scenarios (see `scenarios::shared_scenarios!`) under `userns-remap`, but
+/// `devices` and `pid_host`, which Docker does not allow there (they fail with runc too).
+/// Docker sends `oomScoreAdj` with every process, which berth's init could not write from
+/// inside the new user namespace until the runtime set it for the clone.
+pub mod userns_remap {
+    use super::*;
+
+    engine_scenarios! {
+        engine: docker_userns_remap(), session: Session, scenarios: crate::scenarios;
+        runtime_state, run_exit_code, run_command_not_found, exec_command_not_found, run_stdin,
+        run_tty, run_env, run_workdir, run_hostname, run_user, run_user_unknown, cap_add_drop,
+        read_only, tmpfs, bind_volume, network_none, run_init, memory_limit, pids_limit,
+        cpu_limit, oom_kill, exec_exit_code, exec_user, exec_tty, ps_top, pause_unpause, stats,
+        update, restart, stop, stop_signal_rtmin, kill, rm_force_running, rm_force_paused, logs,
+        instant_exit_50, security_opts, ulimits, sysctls, shm_size, oom_score_adj, cpuset,
+        memory_reservation, join_namespaces, cgroupns_private, uts_host, commit, restart_policy,
+    }
+}
 
 /// Docker's own scenarios.
 pub mod own {
