@@ -71,7 +71,8 @@ pub fn plan(
 /// Whether the unit is the user's systemd's rather than the system's, as runc decides: a
 /// rootless berth's is, except as root in a user namespace, which may be the root of a system
 /// container that runs its own systemd: there only when the user's session bus answers with a
-/// systemd that is not root's.
+/// systemd that is not root's. Rootless podman runs the runtime so, as the user's root: the bus
+/// knows berth as that user (see `bus::connection`), whose systemd then answers.
 fn asks_the_users_systemd(rootless: bool) -> bool {
     let root_in_user_namespace =
         nix::unistd::geteuid().is_root() && crate::rootless::in_user_namespace();
