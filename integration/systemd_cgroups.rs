@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oci_spec::runtime::{HookBuilder, HooksBuilder};
+use oci_spec::runtime::{HookBuilder, HooksBuilder, LinuxNamespaceType};
 use serde_json::json;
 
 use crate::common::host_user::HostUser;
 use crate::common::readme::readme_block;
 use crate::common::{
-    COMMAND_TIMEOUT, Container, Output, runtime, set_args, systemd_cgroup, systemd_unit_loaded,
-    systemd_unit_property,
+    COMMAND_TIMEOUT, Container, Output, remove_namespace, runtime, set_args, systemd_cgroup,
+    systemd_unit_loaded, systemd_unit_property,
 };
 use crate::rootless::RootlessContainer;
 
@@ -451,6 +451,48 @@ impl UserManager {
     fn session_env(&self, cmd: &mut Command) {
         cmd.env("XDG_RUNTIME_DIR", self.runtime_dir());
     }
+
+    /// Waits until this systemd owns its name on the session bus, which it takes only once the
+    /// bus has started (on the first connection to its socket): before, the bus knows no user
+    /// systemd, and root in a user namespace asks the system's.
+    fn wait_for_its_bus_name(&self, r: &RootlessContainer) {
+        let owner = [
+            "busctl",
+            "--user",
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "GetConnectionUnixUser",
+            "s",
+            "org.freedesktop.systemd1",
+        ];
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        while r.as_user(&owner, |cmd| self.session_env(cmd)).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} is not on its bus",
+                self.service()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `property` of `unit` in this systemd (`systemctl --user show`, run as `r`'s user).
+    #[track_caller]
+    fn unit_property(&self, r: &RootlessContainer, unit: &str, property: &str) -> String {
+        let args = [
+            "systemctl",
+            "--user",
+            "show",
+            "--property",
+            property,
+            "--value",
+            unit,
+        ];
+        let out = r.as_user(&args, |cmd| self.session_env(cmd)).success();
+        out.stdout.trim().to_string()
+    }
 }
 
 impl Drop for UserManager {
@@ -504,27 +546,8 @@ fn rootless_the_users_systemd_runs_the_scope_with_the_limits() {
     berth(&create).success();
     // runc's default slice for the user's instance: its user.slice.
     let unit = format!("berth-it-{}.scope", r.c.id);
-    let show = |property: &str| {
-        let args = [
-            "systemctl",
-            "--user",
-            "show",
-            "--property",
-            property,
-            "--value",
-            &unit,
-        ];
-        let out = r.as_user(&args, |cmd| manager.session_env(cmd)).success();
-        out.stdout.trim().to_string()
-    };
-    let uid = r.user.uid;
-    let cgroup = format!("/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/{unit}");
-    assert_eq!(show("ControlGroup"), cgroup);
-    assert_eq!(show("MemoryMax"), "67108864");
-    assert_eq!(show("TasksMax"), "32");
-    let pid = r.c.state_json()["pid"].as_i64().expect("state has the pid");
-    let init_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert_eq!(init_cgroup, format!("0::{cgroup}\n"));
+    let show = |property: &str| manager.unit_property(&r, &unit, property);
+    assert_in_the_users_scope_with_the_limits(&r, &manager, &unit);
 
     // Started first: a rootless exec into a container still waiting for `start` fails with
     // EPERM from setns (runc's works), a bug apart from the driver's.
@@ -544,6 +567,73 @@ fn rootless_the_users_systemd_runs_the_scope_with_the_limits() {
 
     berth(&["--systemd-cgroup", "delete", "--force", &r.c.id]).success();
     assert_eq!(show("LoadState"), "not-found");
+    r.c.assert_no_leaks();
+}
+
+/// The container's init is in `unit` of the user's systemd, which has the limits of
+/// [`rootless_with_limits`].
+#[track_caller]
+fn assert_in_the_users_scope_with_the_limits(
+    r: &RootlessContainer,
+    manager: &UserManager,
+    unit: &str,
+) {
+    let show = |property: &str| manager.unit_property(r, unit, property);
+    let uid = r.user.uid;
+    let cgroup = format!("/user.slice/user-{uid}.slice/user@{uid}.service/user.slice/{unit}");
+    assert_eq!(show("ControlGroup"), cgroup);
+    assert_eq!(show("MemoryMax"), "67108864");
+    assert_eq!(show("TasksMax"), "32");
+    let pid = r.c.state_json()["pid"].as_i64().expect("state has the pid");
+    let init_cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(init_cgroup, format!("0::{cgroup}\n"));
+}
+
+/// Root in a user namespace the user made, as rootless podman runs the runtime, with the
+/// user's session bus: the user's systemd runs the scope, as with runc. The bus knows the
+/// caller as the user (SO_PEERCRED), not as uid 0: a client that claims its uid in the
+/// namespace (libdbus did) is refused.
+#[test]
+fn root_in_a_user_namespace_with_a_users_bus_asks_the_users_systemd() {
+    if !on_systemd() {
+        return;
+    }
+    if cgroup_v1() {
+        println!("skipped: the user's systemd needs cgroup v2 (see the rootless test)");
+        return;
+    }
+    let mut r = rootless_with_limits();
+    // The namespace is the one unshare makes: the config shares it.
+    r.c.configure(|spec| {
+        remove_namespace(spec, LinuxNamespaceType::User);
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        linux.set_uid_mappings(None);
+        linux.set_gid_mappings(None);
+    });
+    let manager = UserManager::start(&r.user);
+    manager.wait_for_its_bus_name(&r);
+    let (berth, root) = (runtime().to_str().unwrap(), r.c.root.to_str().unwrap());
+    let in_user_namespace = |args: &[&str]| {
+        let mut command = vec![
+            "unshare",
+            "--user",
+            "--map-root-user",
+            berth,
+            "--root",
+            root,
+        ];
+        command.push("--systemd-cgroup");
+        command.extend_from_slice(args);
+        r.as_user(&command, |cmd| {
+            cmd.env_remove("DBUS_SESSION_BUS_ADDRESS");
+            manager.session_env(cmd);
+        })
+    };
+    in_user_namespace(&["create", "--bundle", r.bundle(), &r.c.id]).success();
+    let unit = format!("berth-it-{}.scope", r.c.id);
+    assert_in_the_users_scope_with_the_limits(&r, &manager, &unit);
+    in_user_namespace(&["delete", "--force", &r.c.id]).success();
+    assert_eq!(manager.unit_property(&r, &unit, "LoadState"), "not-found");
     r.c.assert_no_leaks();
 }
 
