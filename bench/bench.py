@@ -13,7 +13,9 @@ runs caught it one runtime at a time):
   state        `state ID` of a running container (ms)
   peak RSS     the largest max-RSS of `run` (GNU time's %M, in MiB; see measure_rss)
 The floor: `unshare` of the same namespaces + `chroot` into the rootfs + /bin/true, N times
-(no cgroup, no mounts: what any runtime must at least pay for run+delete), and its peak RSS.
+(no cgroup, no mounts: what any runtime must at least pay for run+delete), and its peak RSS;
+beside `state`, the rootfs's /bin/true run directly: the start and exit of a static executable
+that does nothing, what any command costs at least.
 
 Each cell is the median over rounds; each ratio is the median of the per-round ratios against
 the baseline (crun), so that a slow round weighs on every runtime alike; the table gives their
@@ -41,6 +43,27 @@ DEFAULT_CONFIG = os.path.join(REPO, "integration", "common", "default-config.jso
 UNISTD = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"  # Debian's linux-libc-dev
 
 
+def timed_spawn(argv, log):
+    """Runs argv with stdin and stdout on /dev/null and stderr appended to log; returns (seconds,
+    exit code). posix_spawnp, the cheapest start Python has, for the runtimes and the floor alike."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+    ]
+    start = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        # Stopped (see stop_on_termination): the call finishes first, so that the cleanup
+        # finds the container it makes.
+        os.waitpid(pid, 0)
+        raise
+    elapsed = time.perf_counter() - start
+    return elapsed, os.waitstatus_to_exitcode(status)
+
+
 class Runtime:
     def __init__(self, name, path, workdir):
         self.name = name
@@ -56,23 +79,7 @@ class Runtime:
 
     def command(self, *args):
         """Runs the runtime; returns (seconds, exit code). Output goes to /dev/null and a log."""
-        argv = [self.path, "--root", self.root, *args]
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 2, self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
-        ]
-        start = time.perf_counter()
-        pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except BaseException:
-            # Stopped (see stop_on_termination): the call finishes first, so that the cleanup
-            # finds the container it makes.
-            os.waitpid(pid, 0)
-            raise
-        elapsed = time.perf_counter() - start
-        return elapsed, os.waitstatus_to_exitcode(status)
+        return timed_spawn([self.path, "--root", self.root, *args], self.log)
 
     def measure_rss(self, *args):
         """Runs the runtime under GNU time to get its max RSS.
@@ -145,13 +152,16 @@ def run_and_delete(rt, bundle, cid):
 
 
 class Floor:
-    """`unshare` + `chroot` + /bin/true: the namespaces, the root switch and an exec, nothing else."""
+    """`unshare` + `chroot` + /bin/true: the namespaces, the root switch and an exec, nothing else;
+    and the rootfs's /bin/true alone, a static executable that does nothing."""
 
     name = "floor"
 
     def __init__(self, rootfs, workdir):
+        self.static_true = [os.path.join(rootfs, "bin", "true")]
         self.argv = ["unshare", "--pid", "--net", "--ipc", "--uts", "--mount", "--fork",
                      "chroot", rootfs, "/bin/true"]
+        self.log = os.path.join(workdir, "floor.stderr")
         self.rss_file = os.path.join(workdir, "floor.rss")
         self.peak_rss_kib = 0
         self.samples = {}
@@ -160,9 +170,16 @@ class Floor:
         self.samples.setdefault(metric, []).append(seconds)
 
     def run_once(self):
-        start = time.perf_counter()
-        subprocess.run(self.argv, check=True)
-        return time.perf_counter() - start
+        return self.must(self.argv)
+
+    def static_start(self):
+        return self.must(self.static_true)
+
+    def must(self, argv):
+        elapsed, code = timed_spawn(argv, self.log)
+        if code != 0:
+            sys.exit(f"floor: `{' '.join(argv)}` exited {code}; see {self.log}")
+        return elapsed
 
     def measure_rss(self):
         subprocess.run(["/usr/bin/time", "-f", "%M", "-o", self.rss_file, *self.argv], check=True)
@@ -219,10 +236,17 @@ def measure_round(runtimes, floor, bundles, round_no, opts):
     running = {rt: f"{rt.name}-exec-{round_no}" for rt in runtimes}
     for rt, cid in running.items():
         rt.must("run", "--detach", "--bundle", sleep_bundle, cid)
-    for metric, args in [("exec", ["/bin/true"]), ("state", [])]:
-        calls = interleaved(runtimes, opts.repeats, lambda rt, n: rt.must(metric, running[rt], *args))
-        for rt, took in calls.items():
-            rt.record(metric, statistics.median(took))
+    calls = interleaved(runtimes, opts.repeats, lambda rt, n: rt.must("exec", running[rt], "/bin/true"))
+    for rt, took in calls.items():
+        rt.record("exec", statistics.median(took))
+    def state_step(rt, n):
+        if rt is floor:
+            return floor.static_start()
+        return rt.must("state", running[rt])
+
+    calls = interleaved(floor_too, opts.repeats, state_step)
+    for rt, took in calls.items():
+        rt.record("state", statistics.median(took))
     for rt, cid in running.items():
         rt.must("delete", "--force", cid)
 
