@@ -78,6 +78,10 @@ pub struct Created {
     pub init: Pid,
     /// Our end of the console socketpair, with `ConsoleTarget::Proxy`.
     pub console_receiver: Option<UnixStream>,
+    /// The container's directory and its state as saved: `run` starts it without reading
+    /// state.json back.
+    pub dir: PathBuf,
+    pub state: State,
 }
 
 pub fn create(
@@ -263,6 +267,8 @@ pub fn create(
     Ok(Created {
         init,
         console_receiver,
+        dir,
+        state,
     })
 }
 

@@ -19,7 +19,7 @@ pub mod state;
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -71,10 +71,19 @@ impl Container {
             }
             Err(e) => return Err(e).with_context(|| format!("opening {}", dir.display())),
         };
-        let lock = Flock::lock(handle, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .with_context(|| format!("locking {}", dir.display()))?;
+        let lock = lock_dir(handle, &dir)?;
         let state = State::load(&dir)?;
+        Ok(Container {
+            dir,
+            state,
+            _lock: lock,
+        })
+    }
+
+    /// The container `create` has just made, its state still in hand: locked, not read back.
+    fn locked(dir: PathBuf, state: State) -> Result<Container> {
+        let handle = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+        let lock = lock_dir(handle, &dir)?;
         Ok(Container {
             dir,
             state,
@@ -125,6 +134,12 @@ impl Container {
     pub fn hook_state_json(&self, status: Status) -> Result<Vec<u8>> {
         Ok(serde_json::to_vec(&self.state.to_oci_json(status))?)
     }
+}
+
+fn lock_dir(handle: File, dir: &Path) -> Result<Flock<File>> {
+    Flock::lock(handle, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .with_context(|| format!("locking {}", dir.display()))
 }
 
 /// How long a process may take to die after SIGKILL, as long as runc's `delete --force` waits.

@@ -7,8 +7,9 @@ use anyhow::Result;
 
 use super::create::{ConsoleTarget, CreateOptions, create};
 use super::foreground::{self, receive_pty_master};
+use super::start::start_container;
 use super::state::StateRoot;
-use super::{delete, start};
+use super::{Container, delete};
 use crate::{sys, trace};
 
 pub struct RunOptions {
@@ -40,7 +41,9 @@ pub fn run(root: &StateRoot, options: &RunOptions) -> Result<i32> {
         .as_ref()
         .map(receive_pty_master)
         .transpose();
-    let started = pty.and_then(|pty| trace::timed("start", || start(root, id)).map(|()| pty));
+    let container = Container::locked(created.dir, created.state);
+    let started =
+        pty.and_then(|pty| trace::timed("start", || start_container(container?)).map(|()| pty));
     let pty = match started {
         Ok(pty) => pty,
         Err(err) => {

@@ -15,9 +15,15 @@ use crate::sync::{self, Message};
 use crate::{hooks, sys, trace};
 
 pub fn start(root: &StateRoot, id: &str) -> Result<()> {
-    let mut container = trace::timed("load the container", || Container::load(root, id))?;
+    let container = trace::timed("load the container", || Container::load(root, id))?;
+    start_container(container)
+}
+
+/// `start` of a container already loaded (and locked): `run` has it from `create`.
+pub(super) fn start_container(mut container: Container) -> Result<()> {
     let status = container.status();
     if !status.can_start() {
+        let id = &container.state.id;
         // runc's words.
         match status {
             Status::Stopped => bail!("{id}: cannot start a container that has stopped"),
