@@ -129,9 +129,10 @@ def make_bundle(workdir, rootfs, name, args, seccomp=None):
     if seccomp:
         config["linux"]["seccomp"] = seccomp
     config["root"]["path"] = rootfs  # absolute: every bundle shares the one read-only rootfs
-    # Absolute, so no runtime nests it inside the benchmark's own cgroup; the run's own, so
-    # that two benchmarks (or a benchmark and the test that runs one) never share it.
-    config["linux"]["cgroupsPath"] = f"/berth-bench-{os.getpid()}"
+    # Absolute, so no runtime nests it inside the benchmark's own cgroup; the run's and the
+    # bundle's own, so that two benchmarks (or a benchmark and the test that runs one) never
+    # share it, nor do containers that run at once (a `delete --force` kills the whole cgroup).
+    config["linux"]["cgroupsPath"] = f"/berth-bench-{os.getpid()}-{name}"
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f)
     return bundle
@@ -212,7 +213,7 @@ def lifecycle(rt, bundle, cid):
 
 def measure_round(runtimes, floor, bundles, round_no, opts):
     """One round of every workload, each interleaved across the runtimes."""
-    true_bundle, seccomp_bundle, sleep_bundle = bundles
+    true_bundle, seccomp_bundle, sleep_bundles = bundles
     floor_too = runtimes + [floor]
 
     def run_step(rt, n):
@@ -235,7 +236,7 @@ def measure_round(runtimes, floor, bundles, round_no, opts):
 
     running = {rt: f"{rt.name}-exec-{round_no}" for rt in runtimes}
     for rt, cid in running.items():
-        rt.must("run", "--detach", "--bundle", sleep_bundle, cid)
+        rt.must("run", "--detach", "--bundle", sleep_bundles[rt], cid)
     calls = interleaved(runtimes, opts.repeats, lambda rt, n: rt.must("exec", running[rt], "/bin/true"))
     for rt, took in calls.items():
         rt.record("exec", statistics.median(took))
@@ -408,7 +409,7 @@ def measure(runtimes, rootfs, workdir, opts):
     bundles = (
         make_bundle(workdir, rootfs, "bundle-true", ["/bin/true"]),
         make_bundle(workdir, rootfs, "bundle-seccomp", ["/bin/true"], seccomp=docker_like_seccomp()),
-        make_bundle(workdir, rootfs, "bundle-sleep", ["sleep", "1000"]),
+        {rt: make_bundle(workdir, rootfs, f"bundle-sleep-{rt.name}", ["sleep", "1000"]) for rt in runtimes},
     )
     floor = Floor(rootfs, workdir)
     print(f"{opts.rounds} rounds, interleaved; medians; workdir {workdir}", flush=True)
