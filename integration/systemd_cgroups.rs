@@ -241,6 +241,21 @@ fn update_sets_the_units_properties_and_files() {
 }
 
 #[test]
+fn an_exec_runs_in_the_units_cgroup_in_every_hierarchy() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({}));
+    let out = c
+        .cmd(&["exec", &c.id, "cat", "/proc/1/cgroup", "/proc/self/cgroup"])
+        .success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let (init, exec) = lines.split_at(lines.len() / 2);
+    // Also in the hierarchies systemd leaves alone (on cgroup v1: cpuset, freezer, ...).
+    assert_eq!(init, exec, "the exec'd process is not where the init is");
+}
+
+#[test]
 fn pause_and_resume_freeze_the_units_cgroup() {
     if !on_systemd() {
         return;

@@ -10,11 +10,16 @@ use anyhow::{Result, bail};
 /// runc's `--rootless` values: `true`, `false`, or `auto` (the default: decide from who we are).
 pub fn is_rootless(flag: Option<&str>) -> Result<bool> {
     match flag {
-        None | Some("auto") => Ok(!nix::unistd::geteuid().is_root() || in_user_namespace()),
+        None | Some("auto") => Ok(!has_host_privilege()),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
         Some(other) => bail!("--rootless {other:?}: expected true, false or auto"),
     }
+}
+
+/// Whether this process is root on the host: root outside any user namespace.
+pub fn has_host_privilege() -> bool {
+    nix::unistd::geteuid().is_root() && !in_user_namespace()
 }
 
 /// Where state goes without `--root`: as runc, `$XDG_RUNTIME_DIR/berth` for an unprivileged user

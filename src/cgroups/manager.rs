@@ -16,7 +16,7 @@ use super::{
     Version, convert, fs, resources, systemd, v1, v2, writes,
 };
 use crate::sys::{self, SignalNumber};
-use crate::{logging, trace};
+use crate::{logging, rootless, trace};
 
 /// Who makes and removes the container's cgroup.
 pub enum Driver {
@@ -203,7 +203,9 @@ impl CgroupManager for Cgroup {
     }
 
     fn joining_for_exec(&self, sub: &SubCgroups) -> Result<Option<Joining>> {
-        if let Driver::Systemd(_) = self.driver {
+        if let Driver::Systemd(_) = self.driver
+            && !rootless::has_host_privilege()
+        {
             return Ok(None);
         }
         sub.check_controllers(&self.handle.dirs)?;
@@ -211,10 +213,12 @@ impl CgroupManager for Cgroup {
         let mut to_write = Vec::new();
         for dir in &self.handle.dirs {
             let target = sub.dir_in(dir)?;
-            // The cgroup2 directory `create` made, as the init was cloned into it (see
-            // `create_each_dir`): its cgroup.kill was written only if the container is dead. A
-            // sub-cgroup may be one the container's own systemd killed before.
-            if dir.version == Version::V2 && dir.created && target == dir.path {
+            // Cloned into only a cgroup2 directory made for this container (see
+            // `create_each_dir`), whose cgroup.kill was written only if the container is dead:
+            // the one `create` made, or the unit's, which systemd makes anew (starting a unit
+            // that exists fails). A sub-cgroup may be one the container's own systemd killed.
+            let made_for_the_container = dir.created || matches!(self.driver, Driver::Systemd(_));
+            if dir.version == Version::V2 && made_for_the_container && target == dir.path {
                 clone_into = Some(open_dir(&dir.path)?);
             } else {
                 to_write.push((dir.version, target));
@@ -435,6 +439,17 @@ mod tests {
             FakeHybridCgroup { top, cgroup }
         }
 
+        /// The same cgroup as systemd's unit: made by systemd, not by berth.
+        fn of_a_systemd_unit(mut self) -> FakeHybridCgroup {
+            let unit = systemd::Unit::from_cgroups_path(Some("system.slice:test:c"), "c", false);
+            let session = systemd::Session::existing(&unit.unwrap());
+            self.cgroup.driver = Driver::Systemd(Box::new(session));
+            for dir in &mut self.cgroup.handle.dirs {
+                dir.created = false;
+            }
+            self
+        }
+
         /// What was written to the join file of the cgroup `dir` (below the fake's top).
         fn joined(&self, dir: &str, version: Version) -> String {
             let path = Path::new(&self.top).join(dir).join(join_file(version));
@@ -534,6 +549,35 @@ mod tests {
         joining.self_join.join().unwrap();
         assert_eq!(fake.joined("memory", Version::V1), "0");
         assert_eq!(fake.joined("unified", Version::V2), "");
+    }
+
+    #[test]
+    fn an_exec_by_root_is_cloned_into_the_cgroup2_directory_of_the_systemd_unit() {
+        if !rootless::has_host_privilege() {
+            return;
+        }
+        let fake = FakeHybridCgroup::new("exec-systemd", false).of_a_systemd_unit();
+        let joining = fake.cgroup.joining_for_exec(&SubCgroups::default());
+        let joining = joining.unwrap().expect("root lets an exec join by itself");
+        assert!(joining.clone_into.is_some());
+        joining.self_join.join().unwrap();
+        assert_eq!(fake.joined("memory", Version::V1), "0");
+        assert_eq!(fake.joined("unified", Version::V2), "");
+    }
+
+    #[test]
+    fn an_exec_into_an_existing_cgroup2_directory_joins_it_by_itself() {
+        let mut fake = FakeHybridCgroup::new("exec-existing", false);
+        for dir in &mut fake.cgroup.handle.dirs {
+            dir.created = false;
+        }
+        let joining = fake.cgroup.joining_for_exec(&SubCgroups::default());
+        let joining = joining
+            .unwrap()
+            .expect("the cgroupfs driver lets an exec join");
+        assert!(joining.clone_into.is_none());
+        joining.self_join.join().unwrap();
+        assert_eq!(fake.joined("unified", Version::V2), "0");
     }
 
     #[test]

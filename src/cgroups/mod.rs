@@ -106,8 +106,8 @@ pub trait CgroupManager {
     /// the runtime hands the init to systemd with `add_process`.
     fn self_join_for_init(&self) -> Result<Option<SelfJoin>>;
     /// How an exec'd process about to be cloned gets into the cgroup, or into the sub-cgroups
-    /// `exec --cgroup` names. None with the systemd driver: the runtime moves it with
-    /// `add_exec_process`.
+    /// `exec --cgroup` names. None with the systemd driver run without privilege over the
+    /// host: the runtime moves it with `add_exec_process`, which may ask systemd.
     fn joining_for_exec(&self, sub: &SubCgroups) -> Result<Option<Joining>>;
     /// Moves an exec'd process into the cgroup, or the sub-cgroups `exec --cgroup` names.
     fn add_exec_process(&self, pid: i32, sub: &SubCgroups) -> Result<()>;

@@ -157,7 +157,11 @@ impl NamespacePlan {
     pub fn clone_init(&self, cgroup: Option<BorrowedFd>) -> Result<Forked> {
         let user = (self.user_joined_before_clone.as_ref()).map(|user| user.fd.as_fd());
         let pid = self.joined_pid();
-        if user.is_none() && (pid.is_none() || may_return_to_own_pid_namespace()) {
+        // Entering its own pid namespace again after `clone_in_pid_namespace` left it needs
+        // CAP_SYS_ADMIN over the user namespace owning it, which root in a user namespace (as
+        // rootless podman runs the runtime) lacks over the host's. Such a runtime clones the
+        // init through an intermediate process that joins the pid namespace instead.
+        if user.is_none() && (pid.is_none() || crate::rootless::has_host_privilege()) {
             return clone_in_pid_namespace(pid, self.clone_flags, cgroup);
         }
         intermediate::clone_init_inside(user, pid, self.clone_flags, cgroup)
@@ -249,14 +253,6 @@ impl NamespacePlan {
 pub fn join(joined: &Joined) -> Result<()> {
     setns(joined.fd.as_fd(), clone_flag(joined.kind))
         .with_context(|| format!("setns into the {} namespace", name(joined.kind)))
-}
-
-/// Whether this process may enter its own pid namespace again after `clone_in_pid_namespace`
-/// left it: that needs CAP_SYS_ADMIN over the user namespace owning it, which root in a user
-/// namespace (as rootless podman runs the runtime) lacks over the host's. Such a runtime
-/// clones the init through an intermediate process that joins the pid namespace instead.
-fn may_return_to_own_pid_namespace() -> bool {
-    nix::unistd::geteuid().is_root() && !crate::rootless::in_user_namespace()
 }
 
 /// clone3 with the child placed in `pid_namespace` (a namespace fd or a
