@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::common::{
     COMMAND_TIMEOUT, Container, Output, cgroup_hierarchies, remove_namespace, set_args,
-    systemd_cgroup,
+    systemd_cgroup, v1_cgroup_mount,
 };
 
 const MIB: i64 = 1024 * 1024;
@@ -69,21 +69,15 @@ fn cgroupfs_driver() -> bool {
     !systemd_cgroup()
 }
 
-/// The v1 hierarchy of `controller`, if the host mounts one.
-fn v1_hierarchy(controller: &str) -> Option<PathBuf> {
-    let dir = Path::new(CGROUP_ROOT).join(controller);
-    (layout() == Layout::V1 && dir.exists()).then_some(dir)
-}
-
 /// Whether `controller`'s files are in cgroup v2 format: on v2, and on hybrid hosts for the
 /// controllers that exist only on the cgroup2 mount (hugetlb on the development host).
 fn is_v2_controller(controller: &str) -> bool {
-    v1_hierarchy(controller).is_none()
+    v1_cgroup_mount(controller).is_none()
 }
 
 /// The container's cgroup dir holding `controller`'s files.
 fn controller_dir(c: &Container, controller: &str) -> PathBuf {
-    match v1_hierarchy(controller) {
+    match v1_cgroup_mount(controller) {
         Some(hierarchy) => hierarchy.join(c.cgroup_relative()),
         None => unified_dir(c),
     }
@@ -109,7 +103,7 @@ fn keyed_value(content: &str, key: &str) -> Option<u64> {
 /// Whether the host mounts `controller` at all (v1: its own hierarchy or on the cgroup2 mount;
 /// v2: listed at the root).
 fn host_has_controller(controller: &str) -> bool {
-    if v1_hierarchy(controller).is_some() {
+    if v1_cgroup_mount(controller).is_some() {
         return true;
     }
     let v2_name = if controller == "blkio" {
@@ -362,7 +356,7 @@ fn block_io_weight_and_throttle_are_written() {
         println!("skipped: this host has no blkio/io controller");
         return;
     }
-    let weighted = match v1_hierarchy("blkio") {
+    let weighted = match v1_cgroup_mount("blkio") {
         Some(hierarchy) => v1_blkio_has_weight_file(&hierarchy),
         None => true,
     };
@@ -1216,7 +1210,7 @@ fn exec_cgroup_runs_the_process_in_a_sub_cgroup() {
         everywhere.lines().all(|line| line.ends_with("/sub")),
         "not in the sub-cgroup everywhere:\n{everywhere}"
     );
-    if layout() == Layout::V1 && v1_hierarchy("memory").is_some() {
+    if layout() == Layout::V1 && v1_cgroup_mount("memory").is_some() {
         let memory_only = cgroups(&["--cgroup", "memory:sub"]);
         for line in memory_only.lines() {
             let memory = line.split(':').nth(1).is_some_and(|c| c == "memory");

@@ -75,6 +75,20 @@ pub fn cgroup_hierarchies() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Mount point of the cgroup v1 hierarchy whose super options name `controller`. A directory
+/// named after it under /sys/fs/cgroup proves nothing: on a hybrid host peers like crun create
+/// `/sys/fs/cgroup/<controller>` on the tmpfs for controllers that only cgroup2 has.
+pub fn v1_cgroup_mount(controller: &str) -> Option<PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        let (fstype, _, options) = (fs.next()?, fs.next()?, fs.next()?);
+        let has_controller = fstype == "cgroup" && options.split(',').any(|o| o == controller);
+        has_controller.then_some(PathBuf::from(mount.split(' ').nth(4)?))
+    })
+}
+
 /// The shared, read-only template rootfs: `$BERTH_TEST_ROOTFS` (what `make test` passes), or one
 /// built once per test run with `tools/mkrootfs`.
 pub fn rootfs_template() -> &'static Path {

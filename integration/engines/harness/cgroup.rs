@@ -4,6 +4,8 @@
 use std::fs;
 use std::path::PathBuf;
 
+use crate::common::v1_cgroup_mount;
+
 /// The directory of `pid`'s cgroup for `controller` (e.g. "memory", "pids"): in the v1
 /// hierarchy that has the controller, else in the unified (v2) one.
 pub fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
@@ -17,7 +19,7 @@ pub fn cgroup_dir(pid: i32, controller: &str) -> PathBuf {
         controllers
             .split(',')
             .any(|c| c == controller)
-            .then(|| (v1_mount(&mountinfo, controller), path))
+            .then(|| (v1_cgroup_mount(controller), path))
     });
     let (mount, path) = match v1 {
         Some((Some(mount), path)) => (mount, path),
@@ -43,19 +45,7 @@ pub fn read(pid: i32, controller: &str, file: &str) -> String {
 
 /// True when `controller` is in a v1 hierarchy on this host.
 pub fn is_v1(controller: &str) -> bool {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    v1_mount(&mountinfo, controller).is_some()
-}
-
-/// Mount point of the v1 hierarchy with `controller` (its super options name it).
-fn v1_mount(mountinfo: &str, controller: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|line| {
-        let (mount, fs) = line.split_once(" - ")?;
-        let mut fs = fs.split(' ');
-        let (fstype, _, options) = (fs.next()?, fs.next()?, fs.next()?);
-        let has_controller = fstype == "cgroup" && options.split(',').any(|o| o == controller);
-        has_controller.then_some(PathBuf::from(mount.split(' ').nth(4)?))
-    })
+    v1_cgroup_mount(controller).is_some()
 }
 
 fn v2_mount(mountinfo: &str) -> PathBuf {
