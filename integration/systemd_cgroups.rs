@@ -241,6 +241,28 @@ fn update_sets_the_units_properties_and_files() {
 }
 
 #[test]
+fn the_init_is_in_the_units_cgroup_in_every_hierarchy() {
+    if !on_systemd() {
+        return;
+    }
+    let c = sleeper_with(json!({}));
+    let state: serde_json::Value = serde_json::from_str(&c.state().success().stdout).unwrap();
+    let pid = state["pid"]
+        .as_i64()
+        .expect("a running container has a pid");
+    let membership = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let unit_cgroup = format!(":/system.slice/{}", c.systemd_unit());
+    // Also in the hierarchies systemd leaves alone (on cgroup v1: cpuset, freezer, ...).
+    let elsewhere: Vec<&str> = (membership.lines())
+        .filter(|line| !line.ends_with(&unit_cgroup))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "the init is elsewhere in {elsewhere:?}"
+    );
+}
+
+#[test]
 fn an_exec_runs_in_the_units_cgroup_in_every_hierarchy() {
     if !on_systemd() {
         return;

@@ -8,11 +8,12 @@
 //!   writes id maps
 //!   Go{host_pid} ───────────────────────────▶  joins the cgroup by itself
 //!   systemd driver: starts the unit with       (`cgroups::SelfJoin`),
-//!   the init in it (cgroup.procs writes)       namespaces, the mounts up to
+//!   the init in it                             namespaces, the mounts up to
 //!                                              the first `cgroup` one, then
 //!                                              waits for CgroupJoined
-//!   CgroupJoined ───────────────────────────▶  cgroup namespace, the rest of
-//!                                              the mounts, devices
+//!   CgroupJoined + the files of the  ───────▶  joins those hierarchies by
+//!   hierarchies systemd left alone             itself, cgroup namespace, the
+//!                                              rest of the mounts, devices
 //!                ◀─────────────────────────── RunHooks
 //!   prestart + createRuntime hooks
 //!   HooksDone ──────────────────────────────▶  createContainer hooks, pivot_root,
@@ -49,27 +50,35 @@
 //! end closes on execve (it is close-on-exec) or carries `Failed` (and, with
 //! the trace on, `Trace` before it loads its seccomp filter).
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use oci_spec::runtime::LinuxNamespaceType;
 use serde::{Deserialize, Serialize};
 
+use crate::cgroups::SelfJoin;
 use crate::{sys, trace};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
 pub enum Message {
     /// The child may proceed; `host_pid` is its pid as the host sees it, which
     /// hooks receive in the state JSON. The container init waits for
-    /// `CgroupJoined` before anything that depends on its cgroup: the runtime's
-    /// part of the join is done (the systemd driver's; none with cgroupfs).
+    /// `CgroupJoined` before anything that depends on its cgroup.
     Go {
         host_pid: i32,
     },
-    CgroupJoined,
+    /// The runtime's part of the cgroup join is done (the systemd driver's; none
+    /// with cgroupfs). `join_by_yourself` names the files, attached in this order
+    /// (SCM_RIGHTS), that the init writes to, to move itself into the hierarchies
+    /// it is not in yet (on cgroup v1, those systemd leaves alone).
+    CgroupJoined {
+        join_by_yourself: Vec<PathBuf>,
+    },
     RunHooks,
     HooksDone,
     /// Carries the seccomp notify fd (SCM_RIGHTS), which only the parent, in
@@ -130,8 +139,14 @@ impl Channel {
 
     /// Like `recv`, with the fd the message carried, if any.
     pub fn recv_with_fd(&self) -> Result<Option<(Message, Option<OwnedFd>)>> {
-        let (bytes, fd) = loop {
-            match sys::receive_fd(self.0.as_fd()) {
+        let received = self.recv_with_fds()?;
+        Ok(received.map(|(message, fds)| (message, fds.into_iter().next())))
+    }
+
+    /// Like `recv`, with the fds the message carried.
+    pub fn recv_with_fds(&self) -> Result<Option<(Message, Vec<OwnedFd>)>> {
+        let (bytes, fds) = loop {
+            match sys::receive_fds(self.0.as_fd()) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 // The peer closed with a message of ours unread (an init that failed before
                 // reading CgroupJoined). A seqpacket socket reports that once, before the
@@ -144,7 +159,39 @@ impl Channel {
             return Ok(None);
         }
         let message = serde_json::from_slice(&bytes).context("malformed sync message")?;
-        Ok(Some((message, fd)))
+        Ok(Some((message, fds)))
+    }
+
+    /// Sends `CgroupJoined` with the files of `rest`, what the init joins by itself.
+    pub fn send_cgroup_joined(&self, rest: &SelfJoin) -> Result<()> {
+        let (paths, fds): (Vec<_>, Vec<_>) = rest.files().map(|(p, f)| (p.to_owned(), f)).unzip();
+        let message = Message::CgroupJoined {
+            join_by_yourself: paths,
+        };
+        let bytes = serde_json::to_vec(&message)?;
+        sys::send_fds(self.0.as_fd(), &bytes, &fds)
+            .with_context(|| format!("sending {message:?} to the other side"))
+    }
+
+    /// Waits for `CgroupJoined`; what it leaves the init to join by itself.
+    pub fn expect_cgroup_joined(&self) -> Result<SelfJoin> {
+        match self.recv_with_fds()? {
+            Some((Message::CgroupJoined { join_by_yourself }, fds)) => {
+                if join_by_yourself.len() != fds.len() {
+                    bail!(
+                        "the runtime sent {} cgroup files for {join_by_yourself:?}",
+                        fds.len()
+                    );
+                }
+                let files = join_by_yourself
+                    .into_iter()
+                    .zip(fds.into_iter().map(File::from));
+                Ok(SelfJoin::from_files(files.collect()))
+            }
+            Some((Message::Failed(reason), _)) => bail!("{reason}"),
+            Some((other, _)) => bail!("the runtime sent {other:?}, expected CgroupJoined"),
+            None => bail!("the runtime exited before sending CgroupJoined"),
+        }
     }
 
     /// Waits for `Go` and returns the pid it carries.
@@ -213,10 +260,29 @@ mod tests {
         let (runtime, init) = Channel::pair().unwrap();
         init.send(&Message::Failed("mounting /proc".into()))
             .unwrap();
-        runtime.send(&Message::CgroupJoined).unwrap();
+        runtime.send_cgroup_joined(&SelfJoin::default()).unwrap();
         drop(init);
         let heard = runtime.recv().unwrap();
         assert_eq!(heard, Some(Message::Failed("mounting /proc".into())));
         assert_eq!(runtime.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn the_init_joins_by_itself_the_files_cgroup_joined_carries() {
+        let dir = std::env::temp_dir().join(format!("berth-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tasks = ["cpuset", "freezer"].map(|hierarchy| dir.join(hierarchy));
+        let opened = tasks.iter().map(|path| {
+            let file = File::options().create(true).append(true).open(path);
+            (path.clone(), file.unwrap())
+        });
+        let (runtime, init) = Channel::pair().unwrap();
+        let rest = SelfJoin::from_files(opened.collect());
+        runtime.send_cgroup_joined(&rest).unwrap();
+        drop(rest);
+        init.expect_cgroup_joined().unwrap().join().unwrap();
+        let written = tasks.map(|path| std::fs::read_to_string(path).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(written, ["0", "0"]);
     }
 }

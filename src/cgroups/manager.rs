@@ -87,23 +87,38 @@ impl Cgroup {
         Ok(writes::Writes::default())
     }
 
-    /// The systemd driver's start: the unit with the init in it and the properties of `r`;
-    /// then the hierarchies systemd does not manage (some v1 ones), and every resource in the
-    /// cgroup files.
-    fn start_unit(&self, unit: &systemd::Session, pid: i32, r: &LinuxResources) -> Result<()> {
+    /// The systemd driver's start: the unit with `pid` in it and the properties of `r`; then
+    /// the directories in the hierarchies systemd does not manage (some v1 ones), and every
+    /// resource in the cgroup files. Returns the directories systemd did not put `pid` in.
+    fn start_unit(
+        &self,
+        unit: &systemd::Session,
+        pid: i32,
+        r: &LinuxResources,
+    ) -> Result<Vec<&CgroupDir>> {
         let r = self.to_set(r, Change::Create);
         trace::timed("systemd: start the unit", || {
             unit.start(pid, &r, self.handle.hierarchy)
         })?;
-        trace::timed("cgroup: join where systemd did not put the init", || {
+        trace::timed("cgroup: create what systemd did not", || {
             for dir in &self.handle.dirs {
                 create_dir(dir, self.handle.hierarchy, self.handle.rootless)?;
             }
-            let placed = layout::cgroups_of(pid)?;
-            let cgroup = &self.handle.cgroups_path;
-            join(not_placed_in(&self.handle.dirs, &placed, cgroup), pid)
+            anyhow::Ok(())
         })?;
-        trace::timed("cgroup: write the limits", || self.plan(&r)?.apply())
+        trace::timed("cgroup: write the limits", || self.plan(&r)?.apply())?;
+        let placed = layout::cgroups_of(pid)?;
+        let cgroup = &self.handle.cgroups_path;
+        Ok(not_placed_in(&self.handle.dirs, &placed, cgroup))
+    }
+
+    /// The systemd driver's session and the resources to start its unit with, once: only the
+    /// container's first process starts it.
+    fn take_unit_to_start(&self) -> Option<(&systemd::Session, LinuxResources)> {
+        match &self.driver {
+            Driver::Systemd(unit) => Some((unit, unit.take_start_resources()?)),
+            Driver::Cgroupfs => None,
+        }
     }
 }
 
@@ -183,23 +198,34 @@ impl CgroupManager for Cgroup {
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
-        if let Driver::Systemd(unit) = &self.driver
-            && let Some(resources) = unit.take_start_resources()
-        {
-            return self.start_unit(unit, pid, &resources);
-        }
-        join(&self.handle.dirs, pid)
+        let Some((unit, resources)) = self.take_unit_to_start() else {
+            return join(&self.handle.dirs, pid);
+        };
+        let not_placed = self.start_unit(unit, pid, &resources)?;
+        trace::timed("cgroup: join where systemd did not put the process", || {
+            join(not_placed, pid)
+        })
     }
 
-    fn self_join_for_init(&self) -> Result<Option<SelfJoin>> {
+    fn self_join_for_init(&self) -> Result<SelfJoin> {
         if let Driver::Systemd(_) = self.driver {
-            return Ok(None);
+            return Ok(SelfJoin::default());
         }
         let cloned_into_v2 = self.unified_fd.is_some();
         let not_in_yet = (self.handle.dirs.iter())
             .filter(|d| !(cloned_into_v2 && d.version == Version::V2))
             .map(|d| (d.version, d.path.clone()));
-        SelfJoin::open(not_in_yet).map(Some)
+        SelfJoin::open(not_in_yet)
+    }
+
+    fn add_init(&self, pid: i32) -> Result<SelfJoin> {
+        let Some((unit, resources)) = self.take_unit_to_start() else {
+            return Ok(SelfJoin::default());
+        };
+        // The init writes to these itself: a process moving itself costs no RCU grace period
+        // (see `SelfJoin`), the runtime's write of its pid would, in each hierarchy.
+        let not_placed = self.start_unit(unit, pid, &resources)?;
+        SelfJoin::open(not_placed.into_iter().map(|d| (d.version, d.path.clone())))
     }
 
     fn joining_for_exec(&self, sub: &SubCgroups) -> Result<Option<Joining>> {
@@ -464,11 +490,7 @@ mod tests {
     }
 
     fn join_as_a_new_init(fake: &FakeHybridCgroup) {
-        let self_join = fake.cgroup.self_join_for_init().unwrap();
-        self_join
-            .expect("the cgroupfs driver lets the init join")
-            .join()
-            .unwrap();
+        fake.cgroup.self_join_for_init().unwrap().join().unwrap();
     }
 
     fn dir_of(version: Version, controllers: &[&str]) -> CgroupDir {

@@ -101,10 +101,15 @@ pub trait CgroupManager {
     /// Moves `pid` into the cgroup in every hierarchy (with the systemd driver, the first
     /// process starts the unit).
     fn add_process(&self, pid: i32) -> Result<()>;
-    /// For the init about to be cloned (after `create`): what it writes to, to move itself into
-    /// every hierarchy `clone_into_fd` does not put it in. None with the systemd driver, where
-    /// the runtime hands the init to systemd with `add_process`.
-    fn self_join_for_init(&self) -> Result<Option<SelfJoin>>;
+    /// For the init about to be cloned (after `create`): what it writes to first, to move
+    /// itself into every hierarchy `clone_into_fd` does not put it in. Nothing with the
+    /// systemd driver, where the unit must be started first (`add_init`).
+    fn self_join_for_init(&self) -> Result<SelfJoin>;
+    /// The runtime's part of moving the cloned init in, after its `self_join_for_init`: with
+    /// the systemd driver, starts the unit with the init in it. Returns what the init then
+    /// writes to, to move itself into the hierarchies it is still not in (on cgroup v1, those
+    /// systemd leaves alone: cpuset, freezer, ...).
+    fn add_init(&self, pid: i32) -> Result<SelfJoin>;
     /// How an exec'd process about to be cloned gets into the cgroup, or into the sub-cgroups
     /// `exec --cgroup` names. None with the systemd driver run without privilege over the
     /// host: the runtime moves it with `add_exec_process`, which may ask systemd.

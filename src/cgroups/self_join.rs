@@ -15,8 +15,8 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -31,7 +31,7 @@ pub struct Joining {
 }
 
 /// The open files a new process writes `0` to, one per hierarchy.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SelfJoin {
     files: Vec<(PathBuf, File)>,
 }
@@ -51,6 +51,21 @@ impl SelfJoin {
         };
         let files = dirs.into_iter().map(open).collect::<Result<_>>()?;
         Ok(SelfJoin { files })
+    }
+
+    /// The files as received by the process that writes to them, with the paths they were
+    /// opened at (for its errors).
+    pub fn from_files(files: Vec<(PathBuf, File)>) -> Self {
+        SelfJoin { files }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Each file with the path it was opened at, to hand them to another process.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, BorrowedFd<'_>)> {
+        (self.files.iter()).map(|(path, file)| (path.as_path(), file.as_fd()))
     }
 
     /// In the new, single-threaded process: moves it into every hierarchy, and closes the

@@ -160,9 +160,7 @@ pub fn create(
         .context("creating the start socket")?;
     let (channel, child_channel) = Channel::pair()?;
     let hook_state = state.to_oci_json(Status::Creating);
-    // None: the runtime moves the init into the cgroup (the systemd driver).
     let cgroup_self_join = cgroup.self_join_for_init()?;
-    let runtime_joins = cgroup_self_join.is_none();
     let forked = trace::timed("clone the init", || {
         process::clone_with_oom_score_adj(bundle.process().oom_score_adj(), || {
             namespaces
@@ -217,19 +215,18 @@ pub fn create(
     channel.send(&Message::Go {
         host_pid: init.as_raw(),
     })?;
-    if runtime_joins {
-        // The init sets up its first mounts meanwhile.
-        let joined = trace::timed("cgroup: join (the runtime adds the init)", || {
-            cgroup.add_process(init.as_raw())
-        });
-        joined.map_err(|err| {
-            let init_gave_up = (rollback.init.as_ref())
-                .and_then(|(_, pidfd)| reason_init_gave_up(&channel, pidfd.as_fd()));
-            init_gave_up.unwrap_or(err)
-        })?;
-    }
+    // The init sets up its first mounts meanwhile.
+    let joined = trace::timed("cgroup: the runtime's part of the join", || {
+        cgroup.add_init(init.as_raw())
+    });
+    let init_joins_the_rest = joined.map_err(|err| {
+        let init_gave_up = (rollback.init.as_ref())
+            .and_then(|(_, pidfd)| reason_init_gave_up(&channel, pidfd.as_fd()));
+        init_gave_up.unwrap_or(err)
+    })?;
     // Fails only when the init exited (it failed meanwhile): its reason is read next.
-    let _ = channel.send(&Message::CgroupJoined);
+    let _ = channel.send_cgroup_joined(&init_joins_the_rest);
+    drop(init_joins_the_rest);
     trace::timed("wait for the init: rootfs", || {
         channel.expect(Message::RunHooks, "the container init")
     })?;

@@ -44,8 +44,8 @@ pub struct InitArgs<'a> {
     /// Bind sources the runtime cloned (inherited close-on-exec fds), attached by the rootfs
     /// setup.
     pub host_clones: HostClones,
-    /// How the init moves itself into the container's cgroup; None: the runtime moves it.
-    pub cgroup_self_join: Option<SelfJoin>,
+    /// What the init writes to first, to move itself into the container's cgroup.
+    pub cgroup_self_join: SelfJoin,
     /// Whether the init hands its namespaces to `exec` while it waits for `start`: it has a
     /// time namespace, which it enters only at execve, or the runtime is unprivileged and
     /// cannot open them through the init's pid.
@@ -90,7 +90,8 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
     sys::set_non_dumpable().context("prctl(PR_SET_DUMPABLE)")?;
     args.hook_state["pid"] = host_pid.into();
     process::set_initial_cpu_affinity(args.bundle.process())?;
-    if let Some(self_join) = args.cgroup_self_join.take() {
+    let self_join = std::mem::take(&mut args.cgroup_self_join);
+    if !self_join.is_empty() {
         trace::timed("cgroup: join (by itself)", || self_join.join())?;
     }
     trace::timed("enter the namespaces", || args.namespaces.enter_in_child())?;
@@ -115,9 +116,12 @@ fn set_up(args: &mut InitArgs) -> Result<()> {
         host_clones: std::mem::take(&mut args.host_clones),
         // The mounts before this point overlap the runtime's part of the cgroup join.
         before_cgroup_use: Some(Box::new(|| {
-            trace::timed("wait for the cgroup join", || {
-                channel.expect(Message::CgroupJoined, "the runtime")
+            let rest = trace::timed("wait for the cgroup join", || {
+                channel.expect_cgroup_joined()
             })?;
+            if !rest.is_empty() {
+                trace::timed("cgroup: join the rest (by itself)", || rest.join())?;
+            }
             namespaces.enter_cgroup_namespace()
         })),
     };

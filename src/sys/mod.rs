@@ -345,12 +345,13 @@ pub fn receive_fd(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Option<OwnedFd>)>
     Ok((payload, fds.into_iter().next()))
 }
 
-/// Receives one message and the fds (up to 8) it may carry by SCM_RIGHTS, close-on-exec.
+/// Receives one message and the fds (up to 16) it may carry by SCM_RIGHTS, close-on-exec. A
+/// message with more is an error (EMSGSIZE): the kernel closed the rest.
 pub fn receive_fds(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
     use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
     let mut payload = vec![0u8; 64 * 1024];
     let mut iov = [io::IoSliceMut::new(&mut payload)];
-    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut space = nix::cmsg_space!([RawFd; 16]);
     let message = recvmsg::<()>(
         socket.as_raw_fd(),
         &mut iov,
@@ -368,6 +369,9 @@ pub fn receive_fds(socket: BorrowedFd) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
                     .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
             );
         }
+    }
+    if message.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(nix::errno::Errno::EMSGSIZE);
     }
     payload.truncate(len);
     Ok((payload, received))
