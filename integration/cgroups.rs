@@ -9,6 +9,7 @@
 //! Each container's cgroupsPath is the harness's absolute `/berth-it-<test>-<pid>-<n>`, or with
 //! `--systemd-cgroup` (`tools/vm/test-systemd`) its scope in system.slice.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -1176,6 +1177,68 @@ fn delete_keeps_a_cgroup_that_existed_before_create() {
             dir.display()
         );
     }
+    c.cleanup.remove_now();
+}
+
+#[test]
+fn create_in_a_frozen_cgroup_fails_and_changes_nothing() {
+    if !cgroupfs_driver() {
+        return;
+    }
+    let c = container(json!({}));
+    let frozen = controller_dir(&c, "freezer");
+    fs::create_dir(&frozen).unwrap_or_else(|e| panic!("mkdir {}: {e}", frozen.display()));
+    let (file, state) = match is_v2_controller("freezer") {
+        true => ("cgroup.freeze", "1"),
+        false => ("freezer.state", "FROZEN"),
+    };
+    fs::write(frozen.join(file), state).expect("freeze the cgroup");
+    // The init would freeze half-way through its setup, and create wait for it.
+    let out = c.create().failure();
+    assert!(
+        out.stderr
+            .contains("container's cgroup unexpectedly frozen"),
+        "runc's error expected:\n{out}"
+    );
+    assert!(!c.state_dir().exists(), "a failed create left its state");
+    let made: Vec<_> = (cgroup_dirs(&c).into_iter())
+        .filter(|dir| *dir != frozen && dir.exists())
+        .collect();
+    assert!(made.is_empty(), "a failed create left cgroup dirs {made:?}");
+    assert!(frozen.is_dir(), "berth removed a cgroup it did not make");
+    c.cleanup.remove_now();
+}
+
+#[test]
+fn create_in_a_cgroup_with_processes_warns_as_runc_does() {
+    if !cgroupfs_driver() {
+        return;
+    }
+    let c = container(json!({}));
+    for dir in cgroup_dirs(&c) {
+        fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    }
+    let mut neighbour = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .expect("spawn sleep");
+    // Where berth counts (the freezer hierarchy, as `ps` and `kill --all` do) and runc does
+    // (devices); on cgroup v2 both are the one cgroup2 directory.
+    let shared: BTreeSet<PathBuf> = (["freezer", "devices"].into_iter())
+        .map(|controller| controller_dir(&c, controller))
+        .collect();
+    let moved = (shared.iter())
+        .try_for_each(|dir| fs::write(dir.join("cgroup.procs"), neighbour.id().to_string()));
+    let out = moved.map(|()| c.create());
+    let _ = neighbour.kill();
+    let _ = neighbour.wait();
+    let out = out.expect("move the neighbour into the cgroup").success();
+    assert!(
+        out.stderr
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "runc's warning expected:\n{out}"
+    );
+    c.delete_force().success();
     c.cleanup.remove_now();
 }
 

@@ -80,6 +80,11 @@ impl CgroupDir {
             controllers: controllers.to_vec(),
         }
     }
+
+    /// Whether the directory is there and was not made by berth for the container.
+    pub(super) fn existed(&self) -> bool {
+        !self.created && self.path.is_dir()
+    }
 }
 
 impl Target<'_> {
@@ -208,6 +213,23 @@ impl CgroupHandle {
             Target::V1(dir) => Ok(v1_freezer_state(dir)? != "THAWED"),
             Target::V2(dir) => is_frozen_v2(dir),
         }
+    }
+
+    /// A directory of the container's cgroup that existed before `create` and is frozen.
+    pub(super) fn frozen_before_create(&self) -> Result<Option<&CgroupDir>> {
+        for dir in self.dirs.iter().filter(|d| d.existed()) {
+            let frozen = match dir.version {
+                Version::V1 if dir.controllers.iter().any(|c| c == "freezer") => {
+                    v1_freezer_state(&dir.path)? != "THAWED"
+                }
+                Version::V1 => false,
+                Version::V2 => is_frozen_v2(&dir.path)?,
+            };
+            if frozen {
+                return Ok(Some(dir));
+            }
+        }
+        Ok(None)
     }
 
     /// The directory listing the container's processes: v1's freezer hierarchy, which pause

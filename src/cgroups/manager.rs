@@ -44,6 +44,28 @@ enum Change {
 }
 
 impl Cgroup {
+    /// runc's checks of a cgroup that exists before `create`. Frozen, it would freeze the init
+    /// half-way through its setup: an error. With processes in it, `kill --all` and `delete
+    /// --force` would reach them too: a warning, as runc 1.1 gives (runc 1.2 refuses).
+    fn check_existing_cgroup(&self) -> Result<()> {
+        if let Some(dir) = self.handle.frozen_before_create()? {
+            bail!(
+                "container's cgroup unexpectedly frozen: {}",
+                dir.path.display()
+            );
+        }
+        if let Ok(dir) = self.handle.procs_dir()
+            && dir.existed()
+        {
+            let found = pids_in(dir)?.len();
+            if found > 0 {
+                let warning = format!("container's cgroup is not empty: {found} process(es) found");
+                logging::log(logging::Level::Warning, &warning);
+            }
+        }
+        Ok(())
+    }
+
     fn create_each_dir(&mut self) -> Result<()> {
         let (hierarchy, rootless) = (self.handle.hierarchy, self.handle.rootless);
         for dir in &mut self.handle.dirs {
@@ -178,6 +200,7 @@ impl CgroupManager for Cgroup {
             // systemd makes the cgroup when the init joins it (add_process).
             return Ok(());
         }
+        self.check_existing_cgroup()?;
         match self.create_each_dir() {
             Err(e) if self.optional && is_permission_error(&e) => {
                 logging::log(
