@@ -1181,6 +1181,35 @@ fn delete_keeps_a_cgroup_that_existed_before_create() {
 }
 
 #[test]
+fn a_container_takes_its_pods_whole_cpu_quota_over_a_longer_period() {
+    if !cgroupfs_driver() || is_v2_controller("cpu") {
+        return; // cgroup v2 caps a child at its parent's cpu.max instead of refusing it
+    }
+    // runc's "update cpu period in a pod cgroup with pod limit set": a pod limited to half a
+    // CPU, and in it a container asking for half a CPU over a period ten times as long.
+    let mut c = container(json!({"cpu": {"quota": 500000, "period": 1000000}}));
+    let pod = controller_dir(&c, "cpu");
+    fs::create_dir(&pod).unwrap_or_else(|e| panic!("mkdir {}: {e}", pod.display()));
+    fs::write(pod.join("cpu.cfs_quota_us"), "50000").expect("limit the pod");
+    let in_pod = Path::new("/").join(c.cgroup_relative()).join("container");
+    c.configure(|spec| {
+        let linux = spec.linux_mut().as_mut().expect("default config has linux");
+        linux.set_cgroups_path(Some(in_pod));
+    });
+    c.create().success();
+    let container = pod.join("container");
+    for (file, value) in [
+        ("cpu.cfs_period_us", "1000000"),
+        ("cpu.cfs_quota_us", "500000"),
+    ] {
+        let written = fs::read_to_string(container.join(file)).expect("read the container's");
+        assert_eq!(written.trim(), value, "{file}");
+    }
+    c.delete_force().success();
+    c.cleanup.remove_now();
+}
+
+#[test]
 fn create_in_a_frozen_cgroup_fails_and_changes_nothing() {
     if !cgroupfs_driver() {
         return;

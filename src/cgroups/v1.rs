@@ -117,7 +117,8 @@ pub fn cpu(w: &mut Writes, dir: &Path, c: &LinuxCpu) -> Result<()> {
         file: "cpu.cfs_period_us",
         field: "cpu.period",
     };
-    budget_and_period(w, dir, (quota, c.quota()), (period, c.period()))?;
+    let quota = (quota, Unlimited::WithinTheParents, c.quota());
+    budget_and_period(w, dir, quota, (period, c.period()))?;
     if let Some(burst) = c.burst() {
         w.set(dir, "cpu.cfs_burst_us", &burst.to_string(), "cpu.burst")?;
     }
@@ -132,12 +133,8 @@ pub fn cpu(w: &mut Writes, dir: &Path, c: &LinuxCpu) -> Result<()> {
         file: "cpu.rt_period_us",
         field: "cpu.realtimePeriod",
     };
-    budget_and_period(
-        w,
-        dir,
-        (runtime, c.realtime_runtime()),
-        (period, c.realtime_period()),
-    )
+    let runtime = (runtime, Unlimited::TheWholePeriod, c.realtime_runtime());
+    budget_and_period(w, dir, runtime, (period, c.realtime_period()))
 }
 
 /// A control file and the spec field that sets it.
@@ -146,13 +143,33 @@ struct Knob {
     field: &'static str,
 }
 
+/// What the kernel counts a budget of -1 (unlimited) as, against the parent's budget.
+#[derive(Clone, Copy, Debug)]
+enum Unlimited {
+    /// A CFS quota: the parent's quota still bounds the cgroup, which asks for nothing more.
+    WithinTheParents,
+    /// A realtime runtime: all of each period.
+    TheWholePeriod,
+}
+
+impl Unlimited {
+    /// The share of a CPU that `budget` per `period` asks of the parent.
+    fn share(self, budget: i64, period: i64) -> f64 {
+        match (budget, self) {
+            (..0, Unlimited::WithinTheParents) => 0.0,
+            (..0, Unlimited::TheWholePeriod) => f64::INFINITY,
+            (budget, _) => budget as f64 / period.max(1) as f64,
+        }
+    }
+}
+
 /// Writes a budget (CFS quota, realtime runtime; -1 = unlimited) and its period. The kernel
 /// checks budget/period against the parent's at each write, so when both change, the one whose
 /// intermediate pair asks for less goes first (runc tries period first and retries on EINVAL).
 fn budget_and_period(
     w: &mut Writes,
     dir: &Path,
-    (budget, new_budget): (Knob, Option<i64>),
+    (budget, unlimited, new_budget): (Knob, Unlimited, Option<i64>),
     (period, new_period): (Knob, Option<u64>),
 ) -> Result<()> {
     let write_budget =
@@ -161,13 +178,8 @@ fn budget_and_period(
         |w: &mut Writes, p: u64| w.set(dir, period.file, &p.to_string(), period.field);
     match (new_budget, new_period) {
         (Some(b), Some(p)) => {
-            let old_budget = read_i64(dir, budget.file)?;
-            let old_period = read_i64(dir, period.file)?;
-            let share = |budget: i64, period: i64| match budget {
-                ..0 => f64::INFINITY,
-                budget => budget as f64 / period.max(1) as f64,
-            };
-            if share(old_budget, p as i64) <= share(b, old_period) {
+            let old = (read_i64(dir, budget.file)?, read_i64(dir, period.file)?);
+            if period_goes_first(unlimited, old, (b, p as i64)) {
                 write_period(w, p)?;
                 write_budget(w, b)
             } else {
@@ -179,6 +191,12 @@ fn budget_and_period(
         (None, Some(p)) => write_period(w, p),
         (None, None) => Ok(()),
     }
+}
+
+/// Whether going from `old` to `new` (budget, period) passes through (old budget, new period)
+/// asking for no more than through (new budget, old period).
+fn period_goes_first(unlimited: Unlimited, old: (i64, i64), new: (i64, i64)) -> bool {
+    unlimited.share(old.0, new.1) <= unlimited.share(new.0, old.1)
 }
 
 fn read_i64(dir: &Path, file: &str) -> Result<i64> {
@@ -449,4 +467,32 @@ pub fn init_cpuset(mount_point: &Path, leaf: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_an_unlimited_cfs_quota_the_period_goes_first() {
+        // runc's "update cpu period in a pod cgroup with pod limit set": the pod is limited to
+        // 50000/100000 and the new container asks 500000/1000000; its quota first would ask the
+        // pod for five CPUs at the old period.
+        let first = period_goes_first(Unlimited::WithinTheParents, (-1, 100000), (500000, 1000000));
+        assert!(first);
+    }
+
+    #[test]
+    fn a_shorter_period_goes_after_its_smaller_quota() {
+        // 50000/100000 to 3000/10000: the period first would ask for five CPUs for a moment.
+        let first = period_goes_first(Unlimited::WithinTheParents, (50000, 100000), (3000, 10000));
+        assert!(!first);
+    }
+
+    #[test]
+    fn from_an_unlimited_realtime_runtime_the_runtime_goes_first() {
+        // -1 asks for all of each period, whatever its length.
+        let first = period_goes_first(Unlimited::TheWholePeriod, (-1, 1000000), (10000, 500000));
+        assert!(!first);
+    }
 }
