@@ -137,6 +137,13 @@ impl Layout {
     }
 }
 
+/// Whether /sys/fs/cgroup is itself the cgroup2 filesystem: a pure cgroup v2 host, as runc
+/// tells one (`IsCgroup2UnifiedMode`).
+pub fn is_unified_host() -> Result<bool> {
+    let fs = statfs::statfs("/sys/fs/cgroup").context("statfs /sys/fs/cgroup")?;
+    Ok(fs.filesystem_type() == statfs::CGROUP2_SUPER_MAGIC)
+}
+
 /// Whether `mount_point` shows a cgroup (v1) or cgroup2 filesystem, not what covers it.
 fn shows_cgroup_fs(mount_point: &Path, cgroup2: bool) -> bool {
     let wanted = if cgroup2 {

@@ -42,6 +42,7 @@ use crate::sys::SignalNumber;
 
 pub use convert::updated_record;
 pub use devices::container_device_rules;
+pub use layout::is_unified_host;
 pub use oom::OomWatch;
 pub use self_join::{Joining, SelfJoin};
 pub use stats::{Event, Stats};

@@ -11,7 +11,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, statfs};
 use oci_spec::runtime::Mount;
 use procfs::process::{MountInfo, Process};
 
@@ -20,6 +19,7 @@ use super::mount::{apply_propagation, attach, new_filesystem};
 use super::options::MountPlan;
 use super::resolve::{Kind, ensure_in_root};
 use super::sys;
+use crate::cgroups;
 use crate::lsm::selinux;
 
 /// Mount a `cgroup` entry at its destination inside `root`; the v1 tmpfs gets `mount_label`.
@@ -31,10 +31,7 @@ pub fn mount_cgroup(
     cgroup_namespace: bool,
 ) -> Result<()> {
     let dest = entry.destination();
-    let unified = statfs("/sys/fs/cgroup")
-        .map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
-        .context("statfs /sys/fs/cgroup")?;
-    if unified {
+    if cgroups::is_unified_host()? {
         let mnt = new_filesystem("cgroup2", Path::new("cgroup"), plan)?;
         let target = ensure_in_root(root, dest, Kind::Dir, true)?;
         attach(root, &mnt, &target, dest)?;

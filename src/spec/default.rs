@@ -46,7 +46,7 @@ const DEFAULT_CONFIG: &str = r#"{
     "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
     "namespaces": [
       { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
-      { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
+      { "type": "uts" }, { "type": "mount" }
     ],
     "maskedPaths": [
       "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -62,6 +62,11 @@ const DEFAULT_CONFIG: &str = r#"{
 /// runc's default spec, or its rootless variant (`spec --rootless`).
 pub fn default_spec(rootless: bool) -> Spec {
     let mut spec: Spec = serde_json::from_str(DEFAULT_CONFIG).expect("the built-in spec parses");
+    // As runc: a cgroup namespace on a cgroup v2 host only, so that configs written for runc on
+    // a v1 host, which add one, are not refused as giving it twice.
+    if crate::cgroups::is_unified_host().unwrap_or(false) {
+        add_namespace(&mut spec, LinuxNamespaceType::Cgroup);
+    }
     if rootless {
         make_rootless(
             &mut spec,
@@ -81,28 +86,34 @@ fn make_rootless(spec: &mut Spec, uid: u32, gid: u32) {
         .linux_mut()
         .as_mut()
         .expect("the default spec has linux");
-    let mut namespaces: Vec<LinuxNamespace> = linux
-        .namespaces()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|ns| {
+    if let Some(namespaces) = linux.namespaces_mut() {
+        namespaces.retain(|ns| {
             !matches!(
                 ns.typ(),
                 LinuxNamespaceType::Network | LinuxNamespaceType::User
             )
-        })
-        .collect();
-    let mut user = LinuxNamespace::default();
-    user.set_typ(LinuxNamespaceType::User);
-    namespaces.push(user);
-    linux.set_namespaces(Some(namespaces));
+        });
+    }
     linux.set_uid_mappings(Some(vec![single_mapping(uid)]));
     linux.set_gid_mappings(Some(vec![single_mapping(gid)]));
     linux.set_resources(None);
+    add_namespace(spec, LinuxNamespaceType::User);
 
     let mounts = spec.mounts().clone().unwrap_or_default();
     spec.set_mounts(Some(mounts.into_iter().map(rootless_mount).collect()));
+}
+
+fn add_namespace(spec: &mut Spec, typ: LinuxNamespaceType) {
+    let linux = spec
+        .linux_mut()
+        .as_mut()
+        .expect("the default spec has linux");
+    let mut namespace = LinuxNamespace::default();
+    namespace.set_typ(typ);
+    linux
+        .namespaces_mut()
+        .get_or_insert_default()
+        .push(namespace);
 }
 
 fn single_mapping(host_id: u32) -> LinuxIdMapping {
