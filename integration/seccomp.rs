@@ -13,7 +13,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use oci_spec::runtime::{Hooks, LinuxSeccomp};
 use serde_json::{Value, json};
 
-use crate::common::{COMMAND_TIMEOUT, Container, Output, is_berth, process_mut, runtime};
+use crate::common::{COMMAND_TIMEOUT, Container, Output, is_berth, process_mut, runtime, set_args};
 
 /// SIGSYS as the harness reports a killed process: 128 + signal.
 const KILLED_BY_SIGSYS: i32 = 128 + libc::SIGSYS;
@@ -378,6 +378,29 @@ fn every_process_starts_under(seccomp: Value) {
             let output = container.exec(&[], &["id", "-u"]);
             assert_eq!(output.stdout, format!("{uid}\n"), "{case}:\n{output}");
         }
+    }
+}
+
+#[test]
+fn start_container_hooks_run_under_the_filter_as_in_runc() {
+    for no_new_privileges in [false, true] {
+        let rules = mkdir_rule("SCMP_ACT_ERRNO", Some(36));
+        let mut container =
+            with_seccomp(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
+        container.configure(|spec| {
+            process_mut(spec).set_no_new_privileges(Some(no_new_privileges));
+            set_args(spec, &["/bin/true"]);
+            let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", "mkdir /dev/shm/hooked"]});
+            let mut hooks = Hooks::default();
+            hooks.set_start_container(Some(vec![serde_json::from_value(hook).expect("hook")]));
+            spec.set_hooks(Some(hooks));
+        });
+        let output = container.run().failure();
+        let case = format!("noNewPrivileges {no_new_privileges}");
+        assert!(
+            output.stderr.contains("File name too long"),
+            "{case}:\n{output}"
+        );
     }
 }
 

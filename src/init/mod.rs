@@ -250,15 +250,15 @@ fn send_namespaces(namespaces: &[Joined], connection: &UnixStream) -> Result<()>
     sys::send_fds(connection.as_fd(), &line, &fds).context("sending the namespaces")
 }
 
-/// The last steps; the phases of the trace go to `start` before the seccomp filter (if not
-/// loaded yet) is, on `connection`.
+/// The last steps: the seccomp filter (if not loaded yet), then, as in runc, the
+/// startContainer hooks under it; the phases of the trace go to `start` on `connection`.
 fn start_user_process(mut args: InitArgs, connection: &mut UnixStream) -> Result<Infallible> {
-    run_hooks(&args, "startContainer", "created")?;
     process::set_final_cpu_affinity(args.bundle.process())?;
+    args.seccomp.before_exec(&args.channel)?;
+    run_hooks(&args, "startContainer", "created")?;
     if let Some(records) = trace::take() {
         sync::write_line(connection, &Message::Trace(records))?;
     }
-    args.seccomp.before_exec(&args.channel)?;
     let prepared = args.prepared.take().context("setup prepared no process")?;
     prepared.exec()
 }

@@ -9,8 +9,8 @@
 //! 2. [`mark_fds_cloexec`].
 //! 3. seccomp, if `noNewPrivileges` is false (loading a filter then needs CAP_SYS_ADMIN).
 //! 4. [`Prepared::assume_identity`]: bounding set, gid/uid, capability sets, no_new_privs.
-//! 5. block on `start`, [`set_final_cpu_affinity`], seccomp if `noNewPrivileges` is true, then
-//!    [`Prepared::exec`].
+//! 5. block on `start`, [`set_final_cpu_affinity`], seccomp if `noNewPrivileges` is true, the
+//!    startContainer hooks (under the filter, as in runc), then [`Prepared::exec`].
 //!
 //! From step 3 on, a filter written for the container's program (and for runc) may be in force:
 //! only the calls runc makes there follow — prctl, setresgid, setresuid, capset, the start

@@ -46,7 +46,8 @@ impl PendingFilter {
         Ok(())
     }
 
-    /// Call last before execve.
+    /// Call once the process is to run: before the startContainer hooks, which runc runs under
+    /// the filter, and execve.
     pub fn before_exec(&mut self, channel: &Channel) -> Result<()> {
         self.load(channel)
     }
