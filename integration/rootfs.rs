@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::{Container, Output, cgroup_hierarchies, mounts_under, set_args};
+use oci_spec::runtime::{Capabilities, Capability};
+
+use crate::common::{Container, Output, cgroup_hierarchies, mounts_under, process_mut, set_args};
 
 /// Runs `sh -c script` in a default container whose config.json was then edited by `edit`.
 fn run_script(c: &mut Container, script: &str, edit: impl FnOnce(&mut Value)) -> Output {
@@ -425,6 +427,33 @@ fn mounts_inside_proc_are_refused_except_lxcfs_style_files() {
     })
     .success();
     assert_eq!(out.stdout, "42.00 0.00\n", "{out}");
+}
+
+#[test]
+fn no_pivot_leaves_no_whole_proc_that_lets_the_container_mount_a_bare_one() {
+    // runc's "runc run --no-pivot must not expose bare /proc": in a user namespace of its own,
+    // the container may mount a procfs only if one is fully visible in its mount namespace;
+    // its own /proc has masked paths, the host's (left there by --no-pivot) would not.
+    let mut c = Container::new();
+    let script = "unshare -mrpf sh -c 'mount -t proc none /proc && echo bare /proc mounted'";
+    c.configure(|spec| {
+        set_args(spec, &["sh", "-c", script]);
+        let process = process_mut(spec);
+        let mut capabilities = process.capabilities().clone().expect("caps");
+        let with_setfcap = |set: &Option<Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.insert(Capability::Setfcap);
+            Some(set)
+        };
+        capabilities.set_bounding(with_setfcap(capabilities.bounding()));
+        capabilities.set_permitted(with_setfcap(capabilities.permitted()));
+        capabilities.set_effective(with_setfcap(capabilities.effective()));
+        process.set_capabilities(Some(capabilities));
+    });
+    let bundle = c.bundle.to_str().unwrap().to_string();
+    let out = c.cmd(&["run", "--no-pivot", "--bundle", &bundle, &c.id]);
+    assert!(!out.stdout.contains("mounted"), "{out}");
+    assert!(out.stderr.contains("mount: permission denied"), "{out}");
 }
 
 #[test]

@@ -192,6 +192,48 @@ pub fn prepare(spec: &Spec, mut opts: RootfsOptions) -> Result<PreparedRootfs> {
     })
 }
 
+/// The kernel lets a new procfs or sysfs be mounted only where one is fully visible already
+/// (no masked path over it), and counts the host's, left in the namespace by --no-pivot, which
+/// chroot puts out of reach: the container could mount a bare /proc. As runc does, each whole
+/// procfs and sysfs outside the rootfs is detached, or covered with a tmpfs where it may not be.
+fn hide_host_proc_and_sysfs(rootfs: &Path) -> Result<()> {
+    let me = procfs::process::Process::myself().context("open /proc/self")?;
+    let mounts = me.mountinfo().context("read /proc/self/mountinfo")?;
+    let exposing = (mounts.0.iter()).filter(|m| {
+        m.root == "/"
+            && matches!(m.fs_type.as_str(), "proc" | "sysfs")
+            && !m.mount_point.starts_with(rootfs)
+    });
+    for host_mount in exposing {
+        let path = &host_mount.mount_point;
+        // Keep the detach from propagating to the host.
+        match mount(
+            None::<&str>,
+            path,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // Below one detached already.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            made_slave => made_slave.with_context(|| format!("make {} rslave", path.display()))?,
+        }
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::EPERM) => mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .with_context(|| format!("cover the host's {} (--no-pivot)", path.display()))?,
+            detached => detached
+                .with_context(|| format!("detach the host's {} (--no-pivot)", path.display()))?,
+        }
+    }
+    Ok(())
+}
+
 impl PreparedRootfs {
     /// Phase 2, after the createRuntime/createContainer hooks: make the rootfs the root.
     pub fn enter(self) -> Result<EnteredRootfs> {
@@ -200,9 +242,10 @@ impl PreparedRootfs {
             fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
             chroot(".").context("chroot into the rootfs")?;
         } else if self.no_pivot {
-            fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
             // Without pivot_root the host's mounts stay in this namespace underneath; that is
             // what --no-pivot accepts (it exists for ramfs roots that cannot be pivoted).
+            hide_host_proc_and_sysfs(&self.rootfs)?;
+            fchdir(self.root.as_fd()).context("chdir into the rootfs")?;
             mount(
                 Some(&self.rootfs),
                 "/",
