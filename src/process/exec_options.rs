@@ -63,9 +63,14 @@ pub fn exec_process(opts: &ExecOptions, container_process: &Process) -> Result<P
 
 fn from_file(path: &Path, container_process: &Process) -> Result<Process> {
     let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let mut deserializer = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
-    let mut process: Process = serde_path_to_error::deserialize(&mut deserializer)
-        .with_context(|| format!("{}: invalid process", path.display()))?;
+    let invalid = || format!("{}: invalid process", path.display());
+    let mut json: serde_json::Value =
+        serde_json::from_reader(std::io::BufReader::new(file)).with_context(invalid)?;
+    // As runc, whose process file leaves Go's zero values: without `user`, uid 0 and gid 0.
+    if let Some(fields) = json.as_object_mut() {
+        (fields.entry("user")).or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    let mut process: Process = serde_path_to_error::deserialize(json).with_context(invalid)?;
     if process.capabilities().is_none() {
         process.set_capabilities(container_process.capabilities().clone());
     }
@@ -310,6 +315,14 @@ mod tests {
         assert_eq!(p.capabilities(), container_process().capabilities());
         assert_eq!(p.rlimits(), container_process().rlimits());
         assert_eq!(p.no_new_privileges(), Some(true));
+    }
+
+    #[test]
+    fn a_process_file_without_user_runs_as_root() {
+        // runc's bats "runc exec [tty consolesize]" sends one.
+        let p = exec_process_from_file("rootuser", r#"{"args": ["stty", "-a"], "cwd": "/"}"#);
+        let user = p.unwrap().user().clone();
+        assert_eq!((user.uid(), user.gid()), (0, 0));
     }
 
     #[test]
