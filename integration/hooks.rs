@@ -152,7 +152,10 @@ fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
     );
     let out = c.create().failure();
     if is_berth() {
-        assert!(out.stderr.contains("createRuntime hook"), "{out}");
+        assert!(
+            out.stderr.contains("error running createRuntime hook"),
+            "{out}"
+        );
     }
     c.assert_no_leaks();
 }

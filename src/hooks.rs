@@ -32,7 +32,13 @@ pub fn run_all_warning_on_failure(kind: &str, hooks: Option<&Vec<Hook>>, state_j
 
 fn run_numbered(kind: &str, index: usize, hook: &Hook, state_json: &[u8]) -> Result<()> {
     run(hook, state_json)
-        .with_context(|| format!("{kind} hook #{index} ({})", hook.path().display()))
+        // runc's words, which people search for.
+        .with_context(|| {
+            format!(
+                "error running {kind} hook #{index} ({})",
+                hook.path().display()
+            )
+        })
 }
 
 fn run(hook: &Hook, state_json: &[u8]) -> Result<()> {
