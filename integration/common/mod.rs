@@ -75,6 +75,23 @@ pub fn cgroup_hierarchies() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Directories right under a v1 or hybrid host's /sys/fs/cgroup (a tmpfs) that no cgroup
+/// filesystem is mounted on, such as runc's test suite leaves for the controllers only cgroup2
+/// has there (hugetlb on the development host).
+pub fn stray_cgroup_dirs() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return Vec::new();
+    }
+    let mounted = cgroup_hierarchies();
+    let entries = fs::read_dir(root).expect("read /sys/fs/cgroup");
+    (entries.flatten())
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.path())
+        .filter(|dir| !mounted.contains(dir))
+        .collect()
+}
+
 /// Mount point of the cgroup v1 hierarchy whose super options name `controller`. A directory
 /// named after it under /sys/fs/cgroup proves nothing: on a hybrid host peers like crun create
 /// `/sys/fs/cgroup/<controller>` on the tmpfs for controllers that only cgroup2 has.

@@ -200,6 +200,13 @@ pub mod own {
     /// A pod: an infra container (podman's own pause image, built locally from catatonit)
     /// holds the network, IPC and UTS namespaces, which the pod's containers join.
     pub fn pod(s: &Session) {
+        let stray = crate::common::stray_cgroup_dirs();
+        if !stray.is_empty() {
+            // Also with runc: podman takes every directory there for a v1 hierarchy, writes
+            // files into its cgroups in them, and then cannot remove the pod's.
+            println!("skipped: {stray:?} under /sys/fs/cgroup are no cgroup mounts");
+            return;
+        }
         let pod = format!("{}-pod", s.dir.file_name().expect("dir").to_string_lossy());
         let cgroup_parent = &s.engine.cgroup_parent;
         // The infra container is made with podman's default runtime: the session's here.
